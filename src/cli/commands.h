@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand receives the arguments after its name and returns the process exit code.
+// Errors are thrown as loopq::Error and turned into one line on stderr by main().
+
+namespace loopq::cli {
+
+int cmd_tokenize(int argc, char** argv);
+int cmd_inspect(int argc, char** argv);
+int cmd_forward(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_init(int argc, char** argv);
+
+}  // namespace loopq::cli
