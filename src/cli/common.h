@@ -1,0 +1,29 @@
+#pragma once
+// Helpers shared by the model-facing subcommands.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "io/tokenizer/tokenizer.h"
+#include "model/ouro_model.h"
+
+namespace loopq::cli {
+
+// Flags every model command accepts.
+inline const std::set<std::string> kModelFlags = {"model", "loops", "exit", "threads", "device"};
+
+// Reads a whole file; throws naming the file.
+std::string read_text_file(const std::string& path);
+// Loads the model at --model with --device, after setting --threads.
+OuroModel load_model_from_args(const Args& args);
+// Forward options from --loops and --exit.
+ForwardOptions forward_options_from_args(const Args& args, const OuroModel& model);
+// The tokenizer stored beside a model (tokenizer.json or encoder.json); throws if none.
+std::unique_ptr<tok::Tokenizer> load_model_tokenizer(const std::string& model_dir);
+// Ids from --ids or --text (exactly one). Ids are checked against the vocabulary.
+std::vector<int64_t> ids_from_args(const Args& args, const OuroModel& model);
+// Checks a tokenizer can feed a model: every id it can emit exists in the model's embedding.
+void check_tokenizer_fits(const tok::Tokenizer& tokenizer, const LoopLMConfig& config);
+
+}  // namespace loopq::cli

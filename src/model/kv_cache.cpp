@@ -1,0 +1,84 @@
+#include "model/kv_cache.h"
+
+#include "util/error.h"
+
+namespace loopq {
+
+KVCache::KVCache(int64_t batch, int64_t loops, int64_t num_layers, int64_t kv_heads,
+                 int64_t head_dim, int64_t capacity, const at::TensorOptions& options)
+    : batch_(batch), loops_(loops), num_layers_(num_layers), kv_heads_(kv_heads),
+      head_dim_(head_dim), capacity_(std::max<int64_t>(capacity, 1)) {
+  if (batch <= 0 || loops <= 0 || num_layers <= 0) throw Error("KVCache: bad dimensions");
+  keys_.resize(num_slots());
+  values_.resize(num_slots());
+  for (int64_t s = 0; s < num_slots(); ++s) {
+    keys_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
+    values_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
+  }
+  slot_length_.assign(num_slots(), 0);
+  key_mask_ = at::zeros({batch_, capacity_}, options.dtype(at::kBool));
+  real_count_ = at::zeros({batch_}, options.dtype(at::kLong));
+}
+
+void KVCache::reserve(int64_t needed) {
+  if (needed <= capacity_) return;
+  int64_t cap = std::max(needed, capacity_ * 2);
+  auto grow = [&](at::Tensor& t, int64_t dim) {
+    auto sizes = t.sizes().vec();
+    sizes[dim] = cap;
+    at::Tensor bigger = at::zeros(sizes, t.options());
+    bigger.narrow(dim, 0, length_).copy_(t.narrow(dim, 0, length_));
+    t = bigger;
+  };
+  for (auto& k : keys_) grow(k, 2);
+  for (auto& v : values_) grow(v, 2);
+  grow(key_mask_, 1);
+  capacity_ = cap;
+}
+
+at::Tensor KVCache::begin_step(const at::Tensor& new_mask) {
+  if (step_tokens_ >= 0) throw Error("KVCache: begin_step called twice without end_step");
+  if (new_mask.dim() != 2 || new_mask.size(0) != batch_)
+    throw Error("KVCache: mask must be [batch, tokens]");
+  const int64_t s = new_mask.size(1);
+  reserve(length_ + s);
+  at::Tensor m = new_mask.to(key_mask_.device(), at::kBool);
+  key_mask_.narrow(1, length_, s).copy_(m);
+  step_key_mask_ = key_mask_.narrow(1, 0, length_ + s);
+  at::Tensor ml = m.to(at::kLong);
+  at::Tensor positions = real_count_.unsqueeze(1) + ml.cumsum(1) - ml;
+  real_count_ = real_count_ + ml.sum(1);
+  step_tokens_ = s;
+  return positions;
+}
+
+std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t slot, const at::Tensor& k,
+                                                  const at::Tensor& v) {
+  if (step_tokens_ < 0) throw Error("KVCache: append outside a step");
+  if (slot < 0 || slot >= num_slots()) throw Error("KVCache: slot out of range");
+  if (slot_length_[slot] != length_)
+    throw Error("KVCache: slot " + std::to_string(slot) + " written twice in one step");
+  keys_[slot].narrow(2, length_, step_tokens_).copy_(k);
+  values_[slot].narrow(2, length_, step_tokens_).copy_(v);
+  slot_length_[slot] = length_ + step_tokens_;
+  return {keys_[slot].narrow(2, 0, length_ + step_tokens_),
+          values_[slot].narrow(2, 0, length_ + step_tokens_)};
+}
+
+void KVCache::end_step() {
+  if (step_tokens_ < 0) throw Error("KVCache: end_step without begin_step");
+  for (int64_t s = 0; s < num_slots(); ++s)
+    if (slot_length_[s] != length_ + step_tokens_)
+      throw Error("KVCache: slot " + std::to_string(s) + " was not written in this step");
+  length_ += step_tokens_;
+  step_tokens_ = -1;
+}
+
+int64_t KVCache::bytes() const {
+  int64_t n = 0;
+  for (const auto& k : keys_) n += k.numel() * k.element_size();
+  for (const auto& v : values_) n += v.numel() * v.element_size();
+  return n;
+}
+
+}  // namespace loopq

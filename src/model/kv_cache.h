@@ -1,0 +1,53 @@
+#pragma once
+// KV cache for a looped LM: one independent slot per (loop, layer), slot = t*N + l
+// (docs/ouro-architecture.md §6). One authoritative length and one padding mask per sequence,
+// shared by all slots, so slots can never disagree about what has been seen.
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace loopq {
+
+class KVCache {
+ public:
+  KVCache(int64_t batch, int64_t loops, int64_t num_layers, int64_t kv_heads, int64_t head_dim,
+          int64_t capacity, const at::TensorOptions& options);
+
+  int64_t batch() const { return batch_; }
+  int64_t loops() const { return loops_; }
+  int64_t num_layers() const { return num_layers_; }
+  int64_t num_slots() const { return loops_ * num_layers_; }
+  int64_t slot(int64_t loop, int64_t layer) const { return loop * num_layers_ + layer; }
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+
+  // Starts a step of `new_tokens` positions. `new_mask` [B, S] marks real (1) vs padding (0)
+  // tokens. Returns the position ids [B, S] of the new tokens (count of real tokens before them),
+  // so left-padded sequences get the same positions as unpadded ones.
+  at::Tensor begin_step(const at::Tensor& new_mask);
+  // Writes k, v [B, KVH, S, hd] for `slot` at the step's positions; returns the slot's full
+  // K and V [B, KVH, length + S, hd].
+  std::pair<at::Tensor, at::Tensor> append(int64_t slot, const at::Tensor& k, const at::Tensor& v);
+  // Key validity [B, length + S] for the step in progress (past and new positions).
+  const at::Tensor& step_key_mask() const { return step_key_mask_; }
+  // Ends the step; checks every slot was written exactly once.
+  void end_step();
+  // Positions filled in a slot (equals length() between steps; for tests).
+  int64_t slot_length(int64_t slot) const { return slot_length_.at(slot); }
+  // Resident bytes of K and V storage.
+  int64_t bytes() const;
+
+ private:
+  void reserve(int64_t needed);
+
+  int64_t batch_, loops_, num_layers_, kv_heads_, head_dim_, capacity_;
+  int64_t length_ = 0;
+  int64_t step_tokens_ = -1;  // -1 when no step is in progress
+  at::Tensor key_mask_;       // [B, capacity] bool
+  at::Tensor real_count_;     // [B] int64: real tokens seen per sequence
+  at::Tensor step_key_mask_;
+  std::vector<at::Tensor> keys_, values_;  // per slot [B, KVH, capacity, hd]
+  std::vector<int64_t> slot_length_;
+};
+
+}  // namespace loopq

@@ -1,0 +1,270 @@
+#include "model/ouro_model.h"
+
+#include <cmath>
+
+#include "util/error.h"
+
+namespace loopq {
+namespace {
+
+// Half-split ("rotate_half") RoPE on raw HF weights (§4.5): element i pairs with i + hd/2.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor run_linear(const LinearPtr& op, at::Tensor x, int loop, int layer, LinearSite site,
+                      LoopHooks* hooks) {
+  if (hooks) hooks->on_linear_input(loop, layer, site, x);
+  at::Tensor y = op->forward(x, loop);
+  if (hooks) hooks->on_linear_output(loop, layer, site, y);
+  return y;
+}
+
+}  // namespace
+
+LinearPtr& LayerWeights::linear(LinearSite site) {
+  switch (site) {
+    case LinearSite::Q: return q;
+    case LinearSite::K: return k;
+    case LinearSite::V: return v;
+    case LinearSite::O: return o;
+    case LinearSite::Gate: return gate;
+    case LinearSite::Up: return up;
+    case LinearSite::Down: return down;
+    default: throw Error("LayerWeights: lm_head is not a layer linear");
+  }
+}
+
+const LinearPtr& LayerWeights::linear(LinearSite site) const {
+  return const_cast<LayerWeights*>(this)->linear(site);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+at::Tensor exit_distribution(const at::Tensor& gate_logits) {
+  const int64_t T = gate_logits.size(0);
+  at::Tensor lambda = at::sigmoid(gate_logits);
+  std::vector<at::Tensor> p;
+  at::Tensor remaining = at::ones_like(lambda[0]);
+  for (int64_t t = 0; t < T - 1; ++t) {
+    p.push_back(lambda[t] * remaining);
+    remaining = remaining * (1 - lambda[t]);
+  }
+  p.push_back(remaining);  // λ_T is computed by the reference but unused
+  return at::stack(p, 0);
+}
+
+OuroModel::OuroModel(LoopLMConfig config, OuroWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)) {
+  validate_config(config_);
+  if (static_cast<int64_t>(weights_.layers.size()) != config_.num_layers)
+    throw Error("OuroModel: layer count does not match config");
+  const int64_t hd = config_.head_dim;
+  // inv_freq[i] = theta^(-2i/hd), computed in fp32 as the reference does.
+  at::Tensor idx = at::arange(0, hd, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat);
+  inv_freq_ = 1.0 / at::pow(at::scalar_tensor(config_.rope_theta, at::kFloat), idx / hd);
+  inv_freq_ = inv_freq_.to(weights_.embed.device());
+}
+
+void OuroModel::to(const at::Device& device) {
+  auto mv = [&](at::Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  mv(weights_.embed);
+  mv(weights_.final_norm);
+  mv(weights_.exit_gate_weight);
+  mv(weights_.exit_gate_bias);
+  mv(inv_freq_);
+  weights_.lm_head->to(device);
+  for (auto& L : weights_.layers) {
+    mv(L.input_norm), mv(L.attn_out_norm), mv(L.ffn_in_norm), mv(L.ffn_out_norm);
+    for (int s = 0; s < kNumLayerSites; ++s) L.linear(static_cast<LinearSite>(s))->to(device);
+  }
+}
+
+int64_t OuroModel::parameter_count() const {
+  int64_t n = weights_.embed.numel() + weights_.final_norm.numel();
+  if (!config_.tie_word_embeddings)
+    n += weights_.lm_head->in_features() * weights_.lm_head->out_features();
+  if (has_exit_gate()) n += weights_.exit_gate_weight.numel() + weights_.exit_gate_bias.numel();
+  for (const auto& L : weights_.layers) {
+    n += L.input_norm.numel() + L.attn_out_norm.numel() + L.ffn_in_norm.numel() +
+         L.ffn_out_norm.numel();
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      const auto& op = L.linear(static_cast<LinearSite>(s));
+      n += op->in_features() * op->out_features();
+    }
+  }
+  return n;
+}
+
+KVCache OuroModel::make_cache(int64_t batch, int64_t loops, int64_t capacity) const {
+  return KVCache(batch, resolve_loops(loops), config_.num_layers, config_.num_kv_heads,
+                 config_.head_dim, capacity,
+                 at::TensorOptions().dtype(at::kFloat).device(device()));
+}
+
+at::Tensor OuroModel::readout(const at::Tensor& state, int loop, LoopHooks* hooks) const {
+  return run_linear(weights_.lm_head, state, loop, -1, LinearSite::LMHead, hooks);
+}
+
+at::Tensor OuroModel::layer_forward(const at::Tensor& x, int loop, int layer,
+                                    const at::Tensor& cos, const at::Tensor& sin,
+                                    const at::Tensor& allowed, KVCache* cache,
+                                    LoopHooks* hooks) const {
+  const LayerWeights& L = weights_.layers[layer];
+  const double eps = config_.rms_norm_eps;
+  const int64_t B = x.size(0), S = x.size(1);
+  const int64_t H = config_.num_heads, KVH = config_.num_kv_heads, hd = config_.head_dim;
+  const int64_t G = H / KVH;
+
+  // Attention sublayer: x + N_attn_out(Attn(N_attn_in(x))).
+  at::Tensor h = rms_norm(x, L.input_norm, eps);
+  at::Tensor q = run_linear(L.q, h, loop, layer, LinearSite::Q, hooks);
+  at::Tensor k = run_linear(L.k, h, loop, layer, LinearSite::K, hooks);
+  at::Tensor v = run_linear(L.v, h, loop, layer, LinearSite::V, hooks);
+  q = apply_rope(q.view({B, S, H, hd}).transpose(1, 2), cos, sin);
+  k = apply_rope(k.view({B, S, KVH, hd}).transpose(1, 2), cos, sin);
+  v = v.view({B, S, KVH, hd}).transpose(1, 2);
+  if (cache) std::tie(k, v) = cache->append(cache->slot(loop, layer), k, v);
+  const int64_t Lk = k.size(2);
+  // GQA without copying K/V: fold the G query heads that share a KV head into the row axis.
+  at::Tensor qg = q.reshape({B, KVH, G * S, hd});
+  at::Tensor scores = at::matmul(qg, k.transpose(2, 3)) * (1.0 / std::sqrt(double(hd)));
+  scores = scores.view({B, KVH, G, S, Lk});
+  // Finite fill: a fully masked row (a padding query) stays finite instead of NaN.
+  scores.masked_fill_(allowed.logical_not().view({B, 1, 1, S, Lk}), -1e30);
+  at::Tensor probs = at::softmax(scores, -1).view({B, KVH, G * S, Lk});
+  at::Tensor attn = at::matmul(probs, v).view({B, H, S, hd}).transpose(1, 2).reshape({B, S, H * hd});
+  at::Tensor o = run_linear(L.o, attn, loop, layer, LinearSite::O, hooks);
+  at::Tensor x1 = x + rms_norm(o, L.attn_out_norm, eps);
+
+  // MLP sublayer: x1 + N_ffn_out(down(silu(gate(N_ffn_in(x1))) * up(.))).
+  at::Tensor m = rms_norm(x1, L.ffn_in_norm, eps);
+  at::Tensor g = run_linear(L.gate, m, loop, layer, LinearSite::Gate, hooks);
+  at::Tensor u = run_linear(L.up, m, loop, layer, LinearSite::Up, hooks);
+  at::Tensor d = run_linear(L.down, at::silu(g) * u, loop, layer, LinearSite::Down, hooks);
+  return x1 + rms_norm(d, L.ffn_out_norm, eps);
+}
+
+ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& opt, KVCache* cache,
+                                 const at::Tensor& attention_mask) const {
+  if (ids.dim() != 2) throw Error("forward: ids must be [batch, tokens]");
+  const int64_t B = ids.size(0), S = ids.size(1);
+  if (S == 0) throw Error("forward: no tokens");
+  const int64_t T = resolve_loops(opt.loops);
+  if (cache && (cache->loops() != T || cache->batch() != B))
+    throw Error("forward: cache was made for " + std::to_string(cache->loops()) + " loops and batch " +
+                std::to_string(cache->batch()) + ", run has " + std::to_string(T) + " and " +
+                std::to_string(B));
+  at::Tensor ids_dev = ids.to(device(), at::kLong);
+  {
+    auto lo = ids_dev.min().item<int64_t>(), hi = ids_dev.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size)
+      throw Error("forward: token id " + std::to_string(lo < 0 ? lo : hi) + " outside vocab of " +
+                  std::to_string(config_.vocab_size));
+  }
+  at::Tensor mask = attention_mask.defined()
+                        ? attention_mask.to(device(), at::kBool)
+                        : at::ones({B, S}, at::TensorOptions().dtype(at::kBool).device(device()));
+  if (mask.sizes() != ids.sizes()) throw Error("forward: attention_mask must match ids");
+
+  // Positions count real tokens only, so left padding does not shift them; the same positions
+  // serve every loop (§4.1).
+  at::Tensor positions, key_mask;
+  int64_t past = 0;
+  if (cache) {
+    past = cache->length();
+    positions = cache->begin_step(mask);
+    key_mask = cache->step_key_mask();
+  } else {
+    at::Tensor ml = mask.to(at::kLong);
+    positions = ml.cumsum(1) - ml;
+    key_mask = mask;
+  }
+  const int64_t Lk = past + S;
+  at::Tensor qpos = at::arange(past, Lk, positions.options()).view({1, S, 1});
+  at::Tensor kpos = at::arange(0, Lk, positions.options()).view({1, 1, Lk});
+  at::Tensor allowed = (kpos <= qpos).logical_and(key_mask.view({B, 1, Lk}));
+
+  at::Tensor angles = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, S, hd/2]
+  at::Tensor emb = at::cat({angles, angles}, -1).unsqueeze(1);                // [B, 1, S, hd]
+  at::Tensor cos = emb.cos(), sin = emb.sin();
+
+  ForwardResult r;
+  at::Tensor x = weights_.embed.index_select(0, ids_dev.reshape({-1})).view({B, S, -1});
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t l = 0; l < config_.num_layers; ++l)
+      x = layer_forward(x, int(t), int(l), cos, sin, allowed, cache, opt.hooks);
+    x = rms_norm(x, weights_.final_norm, config_.rms_norm_eps);
+    if (opt.hooks) opt.hooks->on_loop_state(int(t), x);
+    r.states.push_back(x);
+  }
+  if (cache) cache->end_step();
+
+  if (has_exit_gate()) {
+    std::vector<at::Tensor> g;
+    for (const auto& s : r.states)
+      g.push_back(at::linear(s, weights_.exit_gate_weight, weights_.exit_gate_bias).squeeze(-1));
+    r.gate_logits = at::stack(g, 0);
+    r.exit_probs = exit_distribution(r.gate_logits);
+  }
+  if (!opt.compute_logits) return r;
+
+  ExitMode mode = opt.exit ? *opt.exit : default_exit_mode(config_, T);
+  if ((mode.kind == ExitMode::Cdf || mode.kind == ExitMode::Expected) && !has_exit_gate()) {
+    if (opt.exit) throw Error("exit mode " + mode.to_string() + " needs the early_exit_gate tensors");
+    mode.kind = ExitMode::Last;  // converted checkpoints drop the gate: the reference default is last
+  }
+  if (mode.kind == ExitMode::Step && mode.step >= T) {
+    if (opt.exit)
+      throw Error("exit step " + std::to_string(mode.step) + " out of range for " + std::to_string(T) + " loops");
+    mode.kind = has_exit_gate() ? ExitMode::Cdf : ExitMode::Last;  // reference falls through
+  }
+
+  auto cols = [&](const at::Tensor& t) {  // restrict [.., S, ..] tensors to the last column
+    return opt.last_position_only ? t.narrow(1, S - 1, 1) : t;
+  };
+  auto cols_tbs = [&](const at::Tensor& t) { return opt.last_position_only ? t.narrow(2, S - 1, 1) : t; };
+  if (opt.loop_logits || mode.kind == ExitMode::Expected)
+    for (int64_t t = 0; t < T; ++t) r.loop_logits.push_back(readout(cols(r.states[t]), int(t), opt.hooks));
+
+  switch (mode.kind) {
+    case ExitMode::Last:
+      r.logits = opt.loop_logits ? r.loop_logits[T - 1] : readout(cols(r.states[T - 1]), int(T - 1), opt.hooks);
+      break;
+    case ExitMode::Step:
+      r.logits = opt.loop_logits ? r.loop_logits[mode.step]
+                                 : readout(cols(r.states[mode.step]), int(mode.step), opt.hooks);
+      break;
+    case ExitMode::Cdf: {
+      at::Tensor cdf = cols_tbs(r.exit_probs).cumsum(0);  // [T, B, S']
+      at::Tensor reached = cdf >= mode.threshold;
+      reached[T - 1].fill_(true);  // no step reaches q: use the last
+      // index of the first step that reaches q = number of leading steps that do not
+      at::Tensor first = (reached.to(at::kLong).cumsum(0) == 0).sum(0);  // [B, S']
+      std::vector<at::Tensor> st;
+      for (const auto& s : r.states) st.push_back(cols(s));
+      at::Tensor stacked = at::stack(st, 0);  // [T, B, S', d]
+      at::Tensor index = first.unsqueeze(0).unsqueeze(-1).expand({1, -1, -1, stacked.size(3)});
+      at::Tensor chosen = stacked.gather(0, index).squeeze(0);
+      r.logits = readout(chosen, int(T - 1), opt.hooks);
+      break;
+    }
+    case ExitMode::Expected: {
+      at::Tensor p = cols_tbs(r.exit_probs);
+      r.logits = at::zeros_like(r.loop_logits[0]);
+      for (int64_t t = 0; t < T; ++t) r.logits += p[t].unsqueeze(-1) * r.loop_logits[t];
+      break;
+    }
+  }
+  return r;
+}
+
+}  // namespace loopq

@@ -1,0 +1,92 @@
+#pragma once
+// The Ouro looped LM forward pass (docs/ouro-architecture.md §4-§6): embedding, T loops over the
+// N shared sandwich-norm layers with model.norm after every loop, per-loop readout, exit gate.
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <vector>
+
+#include "model/config.h"
+#include "model/exit_mode.h"
+#include "model/hooks.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+
+namespace loopq {
+
+struct LayerWeights {
+  at::Tensor input_norm;     // input_layernorm: pre-attention
+  at::Tensor attn_out_norm;  // input_layernorm_2: on the attention output, before the residual add
+  at::Tensor ffn_in_norm;    // post_attention_layernorm: pre-FFN (Llama naming trap, §4.2)
+  at::Tensor ffn_out_norm;   // post_attention_layernorm_2: on the MLP output
+  LinearPtr q, k, v, o, gate, up, down;
+
+  LinearPtr& linear(LinearSite site);
+  const LinearPtr& linear(LinearSite site) const;
+};
+
+struct OuroWeights {
+  at::Tensor embed;                    // [V, d]
+  std::vector<LayerWeights> layers;    // N
+  at::Tensor final_norm;               // model.norm, applied after every loop
+  LinearPtr lm_head;                   // [V, d]
+  at::Tensor exit_gate_weight;         // [1, d] (undefined when absent)
+  at::Tensor exit_gate_bias;           // [1]
+};
+
+struct ForwardOptions {
+  int64_t loops = 0;                  // 0: config total_ut_steps
+  std::optional<ExitMode> exit;       // unset: the config's default mode
+  bool loop_logits = false;           // also return every loop's readout logits
+  bool last_position_only = false;    // logits only for the final column
+  bool compute_logits = true;
+  LoopHooks* hooks = nullptr;
+};
+
+struct ForwardResult {
+  std::vector<at::Tensor> states;        // per loop: normed state [B, S, d]
+  at::Tensor gate_logits;                // [T, B, S]; undefined without a gate
+  at::Tensor exit_probs;                 // [T, B, S]; undefined without a gate
+  at::Tensor logits;                     // [B, S, V] (S = 1 with last_position_only)
+  std::vector<at::Tensor> loop_logits;   // per loop, when requested
+};
+
+class OuroModel {
+ public:
+  OuroModel(LoopLMConfig config, OuroWeights weights);
+
+  // ids: [B, S] int64. attention_mask: [B, S] (1 = token, 0 = padding), default all ones.
+  // With a cache, the new tokens attend to everything cached before them; the cache's loop count
+  // must equal the run's loop count.
+  ForwardResult forward(const at::Tensor& ids, const ForwardOptions& options,
+                        KVCache* cache = nullptr, const at::Tensor& attention_mask = {}) const;
+
+  KVCache make_cache(int64_t batch, int64_t loops, int64_t capacity) const;
+  int64_t resolve_loops(int64_t loops) const { return loops > 0 ? loops : config_.total_ut_steps; }
+  // Logits of one normed state [.., d] -> [.., V] (the LM head).
+  at::Tensor readout(const at::Tensor& state, int loop, LoopHooks* hooks = nullptr) const;
+  bool has_exit_gate() const { return weights_.exit_gate_weight.defined(); }
+  int64_t parameter_count() const;
+  at::Device device() const { return weights_.embed.device(); }
+  void to(const at::Device& device);
+
+  const LoopLMConfig& config() const { return config_; }
+  OuroWeights& weights() { return weights_; }
+  const OuroWeights& weights() const { return weights_; }
+
+ private:
+  at::Tensor layer_forward(const at::Tensor& x, int loop, int layer, const at::Tensor& cos,
+                           const at::Tensor& sin, const at::Tensor& allowed, KVCache* cache,
+                           LoopHooks* hooks) const;
+
+  LoopLMConfig config_;
+  OuroWeights weights_;
+  at::Tensor inv_freq_;  // [hd/2] rotary frequencies
+};
+
+// RMSNorm in fp32 with a plain (not 1 + w) weight (§4.3).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// Exit distribution p_t from gate logits [T, B, S] (§5.1): p_t = λ_t Π_{j<t}(1-λ_j), last = rest.
+at::Tensor exit_distribution(const at::Tensor& gate_logits);
+
+}  // namespace loopq
