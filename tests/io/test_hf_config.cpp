@@ -65,9 +65,13 @@ TEST(HFConfig, DerivedAndOptionalFields) {
   c = parse_hf_config_text(with("eos_token_id", "[0, 2]"), "config.json");
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{0, 2}));
   // config round trip
+  c.num_kv_heads = 4;
+  c.early_exit_threshold.reset();
   auto back = parse_hf_config_text(loopq::config_to_hf_json(c), "again");
   EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
   EXPECT_EQ(back.num_kv_heads, 4);
+  EXPECT_FALSE(back.early_exit_threshold.has_value());
+  EXPECT_EQ(back.head_dim, c.head_dim);
 }
 
 TEST(HFConfig, ErrorsNameTheProblem) {
