@@ -1,5 +1,6 @@
 #include "cli/args.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -15,8 +16,11 @@ Args::Args(int argc, char** argv, const std::set<std::string>& value_flags,
       help_ = true;
       continue;
     }
-    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
-      std::string name = a.substr(2), value;
+    // "--name" flags, plus the single-letter short form "-o" for flags named "o".
+    const bool is_long = a.size() > 2 && a.compare(0, 2, "--") == 0;
+    const bool is_short = a.size() == 2 && a[0] == '-' && std::isalpha(static_cast<unsigned char>(a[1]));
+    if (is_long || is_short) {
+      std::string name = a.substr(is_long ? 2 : 1), value;
       bool inline_value = false;
       auto eq = name.find('=');
       if (eq != std::string::npos) {

@@ -135,27 +135,9 @@ void save_model(const OuroModel& model, const std::string& dir, const std::strin
   }
   fs::create_directories(dir);
   const LoopLMConfig& cfg = model.config();
-  const OuroWeights& w = model.weights();
   std::vector<std::pair<std::string, at::Tensor>> tensors;
-  auto add = [&](const std::string& name, const at::Tensor& t) {
+  for (const auto& [name, t] : named_tensors(model))
     tensors.emplace_back(name, t.detach().to(at::kCPU).to(st).contiguous());
-  };
-  add("model.embed_tokens.weight", w.embed);
-  for (int64_t i = 0; i < cfg.num_layers; ++i) {
-    const LayerWeights& L = w.layers[i];
-    const at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
-    for (int n = 0; n < 4; ++n) add(layer_prefix(i) + kLayerNorms[n] + ".weight", *norms[n]);
-    for (int s = 0; s < kNumLayerSites; ++s) {
-      auto site = static_cast<LinearSite>(s);
-      add(linear_name(i, site), L.linear(site)->dense_weight());
-    }
-  }
-  add("model.norm.weight", w.final_norm);
-  if (model.has_exit_gate()) {
-    add("model.early_exit_gate.weight", w.exit_gate_weight);
-    add("model.early_exit_gate.bias", w.exit_gate_bias);
-  }
-  if (!cfg.tie_word_embeddings) add("lm_head.weight", w.lm_head->dense_weight());
 
   std::vector<io::TensorToWrite> out;
   for (const auto& [name, t] : tensors)
@@ -174,6 +156,29 @@ void save_model(const OuroModel& model, const std::string& dir, const std::strin
       io::write_file_atomic((fs::path(dir) / f).string(), contents);
     }
   }
+}
+
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(const OuroModel& model) {
+  const LoopLMConfig& cfg = model.config();
+  const OuroWeights& w = model.weights();
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.emplace_back("model.embed_tokens.weight", w.embed);
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    const LayerWeights& L = w.layers[i];
+    const at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
+    for (int n = 0; n < 4; ++n) out.emplace_back(layer_prefix(i) + kLayerNorms[n] + ".weight", *norms[n]);
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      auto site = static_cast<LinearSite>(s);
+      out.emplace_back(linear_name(i, site), L.linear(site)->dense_weight());
+    }
+  }
+  out.emplace_back("model.norm.weight", w.final_norm);
+  if (model.has_exit_gate()) {
+    out.emplace_back("model.early_exit_gate.weight", w.exit_gate_weight);
+    out.emplace_back("model.early_exit_gate.bias", w.exit_gate_bias);
+  }
+  if (!cfg.tie_word_embeddings) out.emplace_back("lm_head.weight", w.lm_head->dense_weight());
+  return out;
 }
 
 OuroModel random_model(const LoopLMConfig& cfg, uint64_t seed, double init_std, bool random_norms) {

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/ouro_model.h"
 
@@ -23,6 +25,10 @@ std::string model_dir_of(const std::string& path);
 // each file atomically. Copies tokenizer files from `tokenizer_from` when non-empty.
 void save_model(const OuroModel& model, const std::string& dir, const std::string& dtype_name,
                 const std::string& tokenizer_from = "");
+
+// Every parameter under its HF checkpoint name. The tensors share storage with the model (dense
+// linears only), so training can set requires_grad on them and update them in place.
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(const OuroModel& model);
 
 // A randomly initialised model (normal(0, init_std) linears/embeddings, unit norms unless
 // `random_norms`), deterministic for a seed. Used by `loopq init`, tests and benchmarks.
