@@ -252,6 +252,10 @@ void run_training(const TrainOptions& opt_in) {
     return sum;
   };
 
+  double best_valid = INFINITY;
+  int64_t best_step = 0;
+  for (const auto& r : log)
+    if (!r.valid_ce.empty() && r.valid_ce.back() < best_valid) best_valid = r.valid_ce.back(), best_step = r.step;
   const bool tty = isatty(fileno(stderr));
   const int64_t tokens_per_step = opt.batch * opt.seqlen;
   auto t_start = Clock::now();
@@ -313,6 +317,14 @@ void run_training(const TrainOptions& opt_in) {
     if (eval_now) {
       std::fprintf(stderr, "%svalid ppl by loop:", tty ? "\n" : "");
       for (double v : row.valid_ce) std::fprintf(stderr, " %.2f", std::exp(v));
+      // Model selection on the valid split: the output directory always holds the best model
+      // (by the last loop's valid CE) seen so far.
+      if (row.valid_ce.back() < best_valid) {
+        best_valid = row.valid_ce.back();
+        best_step = step + 1;
+        save_model(model, opt.out_dir, opt.save_dtype, opt.tokenizer_path);
+        std::fprintf(stderr, "  (best, saved)");
+      }
       std::fprintf(stderr, "\n");
     }
     const double elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -321,11 +333,6 @@ void run_training(const TrainOptions& opt_in) {
   if (tty) std::fprintf(stderr, "\n");
 
   const double elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-  {
-    at::NoGradGuard no_grad;
-    for (auto& [name, p] : params) p.requires_grad_(false);
-  }
-  save_model(model, opt.out_dir, opt.save_dtype, opt.tokenizer_path);
   json summary = run_identity(opt);
   summary["loop_weights"] = opt.loop_weights;
   summary["wall_seconds"] = elapsed;
@@ -333,12 +340,15 @@ void run_training(const TrainOptions& opt_in) {
   summary["threads"] = at::get_num_threads();
   summary["train_tokens"] = train_ids.size();
   summary["tokens_seen"] = opt.steps * tokens_per_step;
-  if (!log.empty() && !log.back().valid_ce.empty()) {
-    json per_loop = json::array();
-    for (size_t t = 0; t < log.back().valid_ce.size(); ++t)
-      per_loop.push_back({{"loop", t + 1}, {"valid_ppl", std::exp(log.back().valid_ce[t])}});
-    summary["final_valid"] = per_loop;
-  }
+  summary["best_step"] = best_step;
+  summary["best_valid_ppl_last_loop"] = std::exp(best_valid);
+  for (const auto& r : log)
+    if (r.step == best_step) {
+      json per_loop = json::array();
+      for (size_t t = 0; t < r.valid_ce.size(); ++t)
+        per_loop.push_back({{"loop", t + 1}, {"valid_ppl", std::exp(r.valid_ce[t])}});
+      summary["best_valid"] = per_loop;
+    }
   io::write_file_atomic((out / "training.json").string(), summary.dump(2) + "\n");
   std::fprintf(stderr, "wrote %s (%.1f s)\n", opt.out_dir.c_str(), elapsed);
 }

@@ -25,7 +25,8 @@ struct TrainOptions {
 };
 
 // Runs (or resumes) training and writes an HF-style model directory to out_dir:
-// config.json, model.safetensors, tokenizer.json, train_log.csv, training.json.
+// config.json, model.safetensors, tokenizer.json, train_log.csv, training.json. The model files
+// hold the best model by the last loop's valid CE (evaluated every eval_every steps and at the end).
 // Checkpoints go to out_dir/checkpoint/ and are written atomically.
 void run_training(const TrainOptions& options);
 
