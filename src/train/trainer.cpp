@@ -328,7 +328,13 @@ void run_training(const TrainOptions& opt_in) {
       std::fprintf(stderr, "\n");
     }
     const double elapsed = elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-    if ((step + 1) % opt.ckpt_every == 0 || step + 1 == opt.steps) save_checkpoint(step + 1, elapsed);
+    const bool stop_now = opt.stop_after > 0 && step + 1 - start_step >= opt.stop_after && step + 1 < opt.steps;
+    if ((step + 1) % opt.ckpt_every == 0 || step + 1 == opt.steps || stop_now) save_checkpoint(step + 1, elapsed);
+    if (stop_now) {
+      if (tty) std::fprintf(stderr, "\n");
+      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", (long long)(step + 1));
+      return;
+    }
   }
   if (tty) std::fprintf(stderr, "\n");
 
