@@ -5,6 +5,7 @@
 namespace loopq::cli {
 
 int cmd_tokenize(int argc, char** argv);
+int cmd_train_tokenizer(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
 int cmd_generate(int argc, char** argv);

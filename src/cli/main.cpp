@@ -20,6 +20,7 @@ const Command kCommands[] = {
     {"forward", loopq::cli::cmd_forward, "run one forward pass and dump per-loop tensors"},
     {"inspect", loopq::cli::cmd_inspect, "show parameter counts, shapes, dtypes, KV bytes"},
     {"tokenize", loopq::cli::cmd_tokenize, "encode text to ids or decode ids to text"},
+    {"train-tokenizer", loopq::cli::cmd_train_tokenizer, "train a byte-level BPE tokenizer.json on a text file"},
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
 };
 
