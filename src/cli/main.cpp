@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"tokenize", loopq::cli::cmd_tokenize, "encode text to ids or decode ids to text"},
     {"train-tokenizer", loopq::cli::cmd_train_tokenizer, "train a byte-level BPE tokenizer.json on a text file"},
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
+    {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
 };
 
 void usage(FILE* out) {
