@@ -6,6 +6,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 #include <chrono>
@@ -37,6 +40,10 @@ static double peak_rss_gib() {
 }
 
 int main(int argc, char** argv) {
+  if (!std::getenv("OMP_WAIT_POLICY")) {  // see src/cli/main.cpp
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+  }
   try {
     cli::Args args(argc - 1, argv + 1, {"prefill", "decode", "loops", "repeats", "threads", "json"}, {});
     if (args.help() || args.positional().size() != 1) {

@@ -18,10 +18,12 @@ static const char* kTrainHelp =
     "                   [--min-lr-ratio 0.1] [--weight-decay 0.1] [--clip 1.0] [--init-std 0.02]\n"
     "                   [--loop-weights 1,2,3,4] [--gate-loss-weight 0.1] [--eval-every 200]\n"
     "                   [--eval-windows 16] [--ckpt-every 200] [--seed 0] [--resume] [--stop-after N]\n"
+    "                   [--init-from DIR]\n"
     "                   [--device cpu|cuda] [--threads N] [--save-dtype F32|BF16]\n"
     "Loss: sum_t w_t * CE(loop t readout), weights normalised (default t/T ramp), plus a gate loss\n"
     "(BCE: exit after loop t when loop t+1 does not lower the token's CE). AdamW, warmup + cosine,\n"
     "global-norm clipping. Batches depend only on (seed, step), so --resume continues exactly.\n"
+    "--init-from DIR starts from that model's weights (same shape) for a further training stage.\n"
     "--stop-after N checkpoints and exits after N steps of this invocation (train in slices).\n"
     "The model files in -o always hold the best model on the valid split so far.\n"
     "Vocabulary size comes from the tokenizer.\n";
@@ -31,7 +33,7 @@ int cmd_train(int argc, char** argv) {
             {"train", "valid", "tokenizer", "o", "out", "preset", "config", "hidden", "layers", "heads",
              "kv-heads", "head-dim", "intermediate", "loops", "seqlen", "batch", "steps", "warmup", "lr",
              "min-lr-ratio", "weight-decay", "clip", "init-std", "loop-weights", "gate-loss-weight",
-             "eval-every", "eval-windows", "ckpt-every", "seed", "device", "threads", "save-dtype", "stop-after"},
+             "eval-every", "eval-windows", "ckpt-every", "seed", "device", "threads", "save-dtype", "stop-after", "init-from"},
             {"resume"});
   if (args.help()) {
     std::fputs(kTrainHelp, stdout);
@@ -70,6 +72,7 @@ int cmd_train(int argc, char** argv) {
   o.seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));
   o.resume = args.has("resume");
   o.stop_after = args.get_int("stop-after", 0, 0, 1LL << 40);
+  o.init_from = args.get("init-from");
   o.device = args.get("device", "cpu");
   o.save_dtype = args.get("save-dtype", "F32");
   if (o.save_dtype != "F32" && o.save_dtype != "BF16") throw Error("--save-dtype must be F32 or BF16");

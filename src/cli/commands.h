@@ -11,5 +11,6 @@ int cmd_forward(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_train(int argc, char** argv);
 
 }  // namespace loopq::cli

@@ -1,5 +1,8 @@
 // loopq: one binary, one subcommand per job.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -21,6 +24,7 @@ const Command kCommands[] = {
     {"inspect", loopq::cli::cmd_inspect, "show parameter counts, shapes, dtypes, KV bytes"},
     {"tokenize", loopq::cli::cmd_tokenize, "encode text to ids or decode ids to text"},
     {"train-tokenizer", loopq::cli::cmd_train_tokenizer, "train a byte-level BPE tokenizer.json on a text file"},
+    {"train", loopq::cli::cmd_train, "pretrain a looped LM from scratch (CPU or CUDA)"},
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
     {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
 };
@@ -33,6 +37,13 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // libgomp reads OMP_WAIT_POLICY once, when it loads; its default spin-waiting workers fight
+  // OpenBLAS's own threads for the cores (measured 2x slower prefill on 2 cores). Re-exec once
+  // with PASSIVE unless the user chose a policy.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure; then carry on as we are
+  }
   if (argc < 2) {
     usage(stderr);
     return 2;

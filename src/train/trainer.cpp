@@ -52,7 +52,8 @@ json run_identity(const TrainOptions& o) {
               {"lr", o.lr}, {"min_lr_ratio", o.min_lr_ratio}, {"weight_decay", o.weight_decay},
               {"clip", o.clip}, {"init_std", o.init_std}, {"loop_weights", o.loop_weights},
               {"gate_loss_weight", o.gate_loss_weight}, {"seed", o.seed},
-              {"train_file", fs::path(o.train_file).filename().string()}};
+              {"train_file", fs::path(o.train_file).filename().string()},
+              {"init_from", o.init_from.empty() ? "" : fs::path(o.init_from).filename().string()}};
 }
 
 std::string format_duration(double seconds) {
@@ -159,6 +160,17 @@ void run_training(const TrainOptions& opt_in) {
   if (n_valid_windows < 1) throw Error(opt.valid_file + ": shorter than one validation window");
 
   OuroModel model = random_model(opt.model, opt.seed, opt.init_std);
+  if (!opt.init_from.empty()) {
+    // A later training stage: same shape, weights from an earlier run.
+    OuroModel init = load_model(opt.init_from);
+    auto src = named_tensors(init), dst = named_tensors(model);
+    if (src.size() != dst.size()) throw Error(opt.init_from + ": model layout differs from the configured shape");
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (src[i].first != dst[i].first || !src[i].second.sizes().equals(dst[i].second.sizes()))
+        throw Error(opt.init_from + ": tensor '" + src[i].first + "' does not match the configured shape");
+      dst[i].second.copy_(src[i].second);
+    }
+  }
   model.to(device);
   auto params = named_tensors(model);
   for (auto& [name, p] : params) p.requires_grad_(true);

@@ -20,6 +20,7 @@ struct TrainOptions {
   int64_t eval_every = 200, eval_windows = 16, ckpt_every = 200;
   uint64_t seed = 0;
   bool resume = false;
+  std::string init_from;              // start from this model directory's weights (a second stage)
   int64_t stop_after = 0;             // > 0: checkpoint and stop after this many steps (train in slices)
   std::string device = "cpu";
   std::string save_dtype = "F32";
