@@ -4,37 +4,7 @@
 set -u
 loopq=$1
 shared=${2:-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-# expect_error NAME ARGS...: exit code 1 or 2, exactly one stderr line mentioning "error".
-expect_error() {
-  local name=$1
-  shift
-  timeout 60 "$loopq" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$tmp/err")
-  if [[ $rc -ge 1 && $rc -le 2 && $lines -eq 1 ]] && grep -q "error" "$tmp/err"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL [$name] rc=$rc stderr lines=$lines: $(head -c 300 "$tmp/err")"
-  fi
-}
-
-expect_ok() {
-  local name=$1
-  shift
-  if timeout 120 "$loopq" "$@" >"$tmp/out" 2>"$tmp/err"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL [$name] expected success: $(head -c 300 "$tmp/err")"
-  fi
-}
+source "$(dirname "$0")/harness.sh"
 
 # A small valid model to corrupt.
 cat >"$tmp/config.json" <<'JSON'
@@ -115,5 +85,4 @@ if [[ -n "$shared" && -d "$shared/data/tokenizers/gpt2" ]]; then
   expect_error tok-decode-range tokenize --tokenizer "$shared/data/tokenizers/gpt2/encoder.json" --text "99999999" --decode
 fi
 
-echo "$pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+finish

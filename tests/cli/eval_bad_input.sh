@@ -5,54 +5,7 @@
 set -u
 loopq=$1
 shared=${2:-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-
-# expect_error NAME [--match TEXT] ARGS...: exit code 1 or 2, exactly one stderr line with "error"
-# (and TEXT when given).
-expect_error() {
-  local name=$1 match=""
-  shift
-  if [[ "${1:-}" == "--match" ]]; then
-    match=$2
-    shift 2
-  fi
-  timeout 120 "$loopq" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$tmp/err")
-  if [[ $rc -ge 1 && $rc -le 2 && $lines -eq 1 ]] && grep -q "error" "$tmp/err" &&
-    { [[ -z "$match" ]] || grep -qF -- "$match" "$tmp/err"; }; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL [$name] rc=$rc stderr lines=$lines: $(head -c 300 "$tmp/err")"
-  fi
-}
-
-expect_ok() {
-  local name=$1
-  shift
-  if timeout 300 "$loopq" "$@" >"$tmp/out" 2>"$tmp/err"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL [$name] expected success: $(head -c 300 "$tmp/err")"
-  fi
-}
-
-check() {  # check NAME CONDITION...: a shell test that must hold
-  local name=$1
-  shift
-  if "$@"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL [$name] check failed: $*"
-  fi
-}
+source "$(dirname "$0")/harness.sh"
 
 # A small model without a tokenizer.
 cat >"$tmp/small.json" <<'JSON'
@@ -161,5 +114,4 @@ if [[ -n "$shared" && -f "$gpt2/encoder.json" ]]; then
   check tasks-exit-only-json grep -q '"per_loop": \[\]' "$tmp/t2.json"
 fi
 
-echo "$pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+finish

@@ -5,15 +5,7 @@
 set -u
 loopq=$1
 shared=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-check() {  # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@" >"$tmp/log" 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL [$name]: $(tail -n 3 "$tmp/log")"; fi
-}
+source "$(dirname "$0")/harness.sh"
 
 head -c 60000 "$shared/data/text/tiny-shakespeare.txt" >"$tmp/train.txt"
 tail -c 20000 "$shared/data/text/tiny-shakespeare.txt" >"$tmp/valid.txt"
@@ -31,5 +23,4 @@ check same-weights cmp "$tmp/a/model.safetensors" "$tmp/b/model.safetensors"
 check same-log cmp <(cut -d, -f1-5 "$tmp/a/train_log.csv") <(cut -d, -f1-5 "$tmp/b/train_log.csv")
 check loads "$loopq" forward --model "$tmp/a" --text "ROMEO: hello" --loops 3
 check generates "$loopq" generate --model "$tmp/a" --prompt "ROMEO:" --max-new-tokens 5
-echo "$pass passed, $fail failed"
-[[ $fail -eq 0 ]]
+finish
