@@ -105,7 +105,7 @@ int eval_ppl(int argc, char** argv) {
 
   OuroModel model = load_model_from_args(args);
   ForwardOptions fo = forward_options_from_args(args, model);
-  const ExitMode mode = eval::resolve_exit_mode(model, fo);
+  const ExitMode mode = model.resolve_exit_mode(fo);
   auto tokenizer = load_model_tokenizer(model_path);
   check_tokenizer_fits(*tokenizer, model.config());
   const int64_t max_pos = model.config().max_position_embeddings;
@@ -199,7 +199,7 @@ int eval_tasks(int argc, char** argv) {
 
   OuroModel model = load_model_from_args(args);
   so.forward = forward_options_from_args(args, model);
-  const ExitMode mode = eval::resolve_exit_mode(model, so.forward);
+  const ExitMode mode = model.resolve_exit_mode(so.forward);
   const int64_t T = model.resolve_loops(so.forward.loops);
   auto tokenizer = load_model_tokenizer(model_path);
   check_tokenizer_fits(*tokenizer, model.config());

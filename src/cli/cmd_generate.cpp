@@ -75,6 +75,7 @@ int cmd_generate(int argc, char** argv) {
   }, &st);
   if (stream) std::fputs(stream->flush().c_str(), stdout);
   std::printf("\n");
+  std::fflush(stdout);  // the text ends before the timing line on a shared terminal
   std::fprintf(stderr,
                "prompt %lld tokens, prefill %.3f s (%.1f tok/s); generated %lld tokens, decode %.1f tok/s; loops %lld\n",
                (long long)st.prompt_tokens, st.prefill_seconds,

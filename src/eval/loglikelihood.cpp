@@ -45,7 +45,7 @@ bool is_prefix(const std::vector<int64_t>& a, int64_t a_len, const std::vector<i
 class Scorer {
  public:
   Scorer(const OuroModel& model, const ScoreOptions& options, std::vector<RequestScore>& out)
-      : model_(model), mode_(resolve_exit_mode(model, options.forward)),
+      : model_(model), mode_(model.resolve_exit_mode(options.forward)),
         fo_(states_only(options.forward)), hooks_(options.forward.hooks),
         per_loop_(options.per_loop), out_(out) {}
 

@@ -32,7 +32,7 @@ PerplexityResult evaluate_perplexity(const OuroModel& model, const std::vector<i
   if (int64_t(ids.size()) < S)
     throw Error("the text has " + std::to_string(ids.size()) +
                 " tokens, fewer than one window of --seqlen " + std::to_string(S));
-  const ExitMode mode = resolve_exit_mode(model, options.forward);
+  const ExitMode mode = model.resolve_exit_mode(options.forward);
   const ForwardOptions fo = states_only(options.forward);
 
   PerplexityResult res;

@@ -6,22 +6,6 @@
 
 namespace loopq::eval {
 
-ExitMode resolve_exit_mode(const OuroModel& model, const ForwardOptions& options) {
-  const int64_t T = model.resolve_loops(options.loops);
-  ExitMode mode = options.exit ? *options.exit : default_exit_mode(model.config(), T);
-  if ((mode.kind == ExitMode::Cdf || mode.kind == ExitMode::Expected) && !model.has_exit_gate()) {
-    if (options.exit) throw Error("exit mode " + mode.to_string() + " needs the early_exit_gate tensors");
-    mode.kind = ExitMode::Last;
-  }
-  if (mode.kind == ExitMode::Step && mode.step >= T) {
-    if (options.exit)
-      throw Error("exit step " + std::to_string(mode.step) + " out of range for " +
-                  std::to_string(T) + " loops");
-    mode.kind = model.has_exit_gate() ? ExitMode::Cdf : ExitMode::Last;
-  }
-  return mode;
-}
-
 ForwardOptions states_only(const ForwardOptions& options) {
   ForwardOptions o = options;
   o.compute_logits = false;
@@ -37,54 +21,20 @@ std::vector<at::Tensor> readout_logits(const OuroModel& model, const ForwardResu
   if (T == 0) throw Error("readout_logits: the forward run kept no states");
   const int64_t B = run.states[0].size(0), S = run.states[0].size(1), d = run.states[0].size(2);
   const at::Tensor flat = (rows.to(at::kLong) * S + cols.to(at::kLong)).to(run.states[0].device());
-  const int64_t M = flat.size(0);
   std::vector<at::Tensor> states(static_cast<size_t>(T)), loop(static_cast<size_t>(T));
-  auto state = [&](int64_t t) -> const at::Tensor& {
-    if (!states[t].defined()) states[t] = run.states[t].reshape({B * S, d}).index_select(0, flat);
-    return states[t];
-  };
-  auto loop_logits = [&](int64_t t) -> const at::Tensor& {
-    if (!loop[t].defined()) loop[t] = model.readout(state(t), int(t), hooks);
-    return loop[t];
-  };
-  at::Tensor exit;
-  switch (mode.kind) {
-    case ExitMode::Last:
-      exit = loop_logits(T - 1);
-      break;
-    case ExitMode::Step:
-      exit = loop_logits(mode.step);
-      break;
-    case ExitMode::Cdf: {
-      // As forward(): the first loop whose cumulative exit probability reaches q (else the
-      // last), read out through the final loop's head.
-      at::Tensor probs = run.exit_probs.reshape({T, B * S}).index_select(1, flat);  // [T, M]
-      at::Tensor reached = probs.cumsum(0) >= mode.threshold;
-      reached[T - 1].fill_(true);
-      at::Tensor first = (reached.to(at::kLong).cumsum(0) == 0).sum(0);  // [M]
-      if ((first == T - 1).all().item<bool>()) {
-        // Every position exits at the last loop (e.g. the default q = 1): the chosen state is
-        // the last state and its readout is exactly the last loop's.
-        exit = loop_logits(T - 1);
-        break;
-      }
-      std::vector<at::Tensor> all;
-      for (int64_t t = 0; t < T; ++t) all.push_back(state(t));
-      at::Tensor stacked = at::stack(all, 0);  // [T, M, d]
-      at::Tensor index = first.view({1, M, 1}).expand({1, M, d});
-      exit = model.readout(stacked.gather(0, index).squeeze(0), int(T - 1), hooks);
-      break;
-    }
-    case ExitMode::Expected: {
-      at::Tensor probs = run.exit_probs.reshape({T, B * S}).index_select(1, flat);  // [T, M]
-      exit = at::zeros_like(loop_logits(0));
-      for (int64_t t = 0; t < T; ++t) exit += probs[t].unsqueeze(-1) * loop_logits(t);
-      break;
-    }
-  }
+  for (int64_t t = 0; t < T; ++t) states[t] = run.states[t].reshape({B * S, d}).index_select(0, flat);
+  at::Tensor probs;
+  if (mode.kind == ExitMode::Cdf || mode.kind == ExitMode::Expected)
+    probs = run.exit_probs.reshape({T, B * S}).index_select(1, flat);  // [T, M]
+  // The selection itself is forward()'s own code, applied to the gathered positions; `loop`
+  // caches the per-loop readouts it computes.
+  at::Tensor exit = model.exit_logits(states, probs, mode, hooks, loop);
   std::vector<at::Tensor> out;
   if (per_loop)
-    for (int64_t t = 0; t < T; ++t) out.push_back(loop_logits(t));
+    for (int64_t t = 0; t < T; ++t) {
+      if (!loop[t].defined()) loop[t] = model.readout(states[t], int(t), hooks);
+      out.push_back(loop[t]);
+    }
   out.push_back(exit);
   return out;
 }

@@ -15,11 +15,6 @@
 
 namespace loopq::eval {
 
-// The exit mode forward() would use for `options` (explicit --exit, else the config default;
-// cdf/expected without a gate fall back to last, a default step beyond T to cdf/last). Throws
-// loopq::Error for an explicit mode the model cannot serve, as forward() does.
-ExitMode resolve_exit_mode(const OuroModel& model, const ForwardOptions& options);
-
 // Options for the forward runs whose states are scored: no logits, states kept.
 ForwardOptions states_only(const ForwardOptions& options);
 

@@ -217,6 +217,21 @@ ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& op
   }
   if (!opt.compute_logits) return r;
 
+  const ExitMode mode = resolve_exit_mode(opt);
+  std::vector<at::Tensor> states;  // restricted to the last column when asked
+  for (const auto& st : r.states) states.push_back(opt.last_position_only ? st.narrow(1, S - 1, 1) : st);
+  at::Tensor probs;
+  if (has_exit_gate()) probs = opt.last_position_only ? r.exit_probs.narrow(2, S - 1, 1) : r.exit_probs;
+  std::vector<at::Tensor> loop_logits(static_cast<size_t>(T));
+  if (opt.loop_logits)
+    for (int64_t t = 0; t < T; ++t) loop_logits[t] = readout(states[t], int(t), opt.hooks);
+  r.logits = exit_logits(states, probs, mode, opt.hooks, loop_logits);
+  if (opt.loop_logits) r.loop_logits = std::move(loop_logits);
+  return r;
+}
+
+ExitMode OuroModel::resolve_exit_mode(const ForwardOptions& opt) const {
+  const int64_t T = resolve_loops(opt.loops);
   ExitMode mode = opt.exit ? *opt.exit : default_exit_mode(config_, T);
   if ((mode.kind == ExitMode::Cdf || mode.kind == ExitMode::Expected) && !has_exit_gate()) {
     if (opt.exit) throw Error("exit mode " + mode.to_string() + " needs the early_exit_gate tensors");
@@ -225,46 +240,45 @@ ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& op
   if (mode.kind == ExitMode::Step && mode.step >= T) {
     if (opt.exit)
       throw Error("exit step " + std::to_string(mode.step) + " out of range for " + std::to_string(T) + " loops");
-    mode.kind = has_exit_gate() ? ExitMode::Cdf : ExitMode::Last;  // reference falls through
+    mode.kind = has_exit_gate() ? ExitMode::Cdf : ExitMode::Last;  // the reference falls through
   }
+  return mode;
+}
 
-  auto cols = [&](const at::Tensor& t) {  // restrict [.., S, ..] tensors to the last column
-    return opt.last_position_only ? t.narrow(1, S - 1, 1) : t;
+at::Tensor OuroModel::exit_logits(const std::vector<at::Tensor>& states, const at::Tensor& probs,
+                                  const ExitMode& mode, LoopHooks* hooks,
+                                  std::vector<at::Tensor>& loop_logits) const {
+  const int64_t T = int64_t(states.size());
+  loop_logits.resize(size_t(T));
+  auto logits_of = [&](int64_t t) -> const at::Tensor& {
+    if (!loop_logits[t].defined()) loop_logits[t] = readout(states[t], int(t), hooks);
+    return loop_logits[t];
   };
-  auto cols_tbs = [&](const at::Tensor& t) { return opt.last_position_only ? t.narrow(2, S - 1, 1) : t; };
-  if (opt.loop_logits || mode.kind == ExitMode::Expected)
-    for (int64_t t = 0; t < T; ++t) r.loop_logits.push_back(readout(cols(r.states[t]), int(t), opt.hooks));
-
   switch (mode.kind) {
     case ExitMode::Last:
-      r.logits = opt.loop_logits ? r.loop_logits[T - 1] : readout(cols(r.states[T - 1]), int(T - 1), opt.hooks);
-      break;
+      return logits_of(T - 1);
     case ExitMode::Step:
-      r.logits = opt.loop_logits ? r.loop_logits[mode.step]
-                                 : readout(cols(r.states[mode.step]), int(mode.step), opt.hooks);
-      break;
+      return logits_of(mode.step);
     case ExitMode::Cdf: {
-      at::Tensor cdf = cols_tbs(r.exit_probs).cumsum(0);  // [T, B, S']
-      at::Tensor reached = cdf >= mode.threshold;
-      reached[T - 1].fill_(true);  // no step reaches q: use the last
-      // index of the first step that reaches q = number of leading steps that do not
-      at::Tensor first = (reached.to(at::kLong).cumsum(0) == 0).sum(0);  // [B, S']
-      std::vector<at::Tensor> st;
-      for (const auto& s : r.states) st.push_back(cols(s));
-      at::Tensor stacked = at::stack(st, 0);  // [T, B, S', d]
-      at::Tensor index = first.unsqueeze(0).unsqueeze(-1).expand({1, -1, -1, stacked.size(3)});
-      at::Tensor chosen = stacked.gather(0, index).squeeze(0);
-      r.logits = readout(chosen, int(T - 1), opt.hooks);
-      break;
+      // Per token, the first loop whose exit CDF reaches q (none: the last), read out through
+      // the head as the reference does.
+      at::Tensor reached = probs.cumsum(0) >= mode.threshold;
+      reached[T - 1].fill_(true);
+      at::Tensor first = (reached.to(at::kLong).cumsum(0) == 0).sum(0);  // leading misses
+      if ((first == T - 1).all().item<bool>()) return logits_of(T - 1);  // e.g. q = 1.0
+      at::Tensor stacked = at::stack(states, 0);  // [T, ..., d]
+      std::vector<int64_t> shape = stacked.sizes().vec();
+      shape[0] = 1;
+      at::Tensor index = first.unsqueeze(0).unsqueeze(-1).expand(shape);
+      return readout(stacked.gather(0, index).squeeze(0), int(T - 1), hooks);
     }
     case ExitMode::Expected: {
-      at::Tensor p = cols_tbs(r.exit_probs);
-      r.logits = at::zeros_like(r.loop_logits[0]);
-      for (int64_t t = 0; t < T; ++t) r.logits += p[t].unsqueeze(-1) * r.loop_logits[t];
-      break;
+      at::Tensor out = at::zeros_like(logits_of(0));
+      for (int64_t t = 0; t < T; ++t) out += probs[t].unsqueeze(-1) * logits_of(t);
+      return out;
     }
   }
-  return r;
+  throw Error("unknown exit mode");
 }
 
 }  // namespace loopq

@@ -66,6 +66,17 @@ class OuroModel {
   // Logits of one normed state [.., d] -> [.., V] (the LM head).
   at::Tensor readout(const at::Tensor& state, int loop, LoopHooks* hooks = nullptr) const;
   bool has_exit_gate() const { return weights_.exit_gate_weight.defined(); }
+  // The exit mode a run with `options` uses: the explicit one (throws if the model cannot serve
+  // it) or the config default with the reference's fall-backs (no gate -> last; a default step
+  // beyond the loop count -> cdf/last).
+  ExitMode resolve_exit_mode(const ForwardOptions& options) const;
+  // Logits of the exit selection from per-loop states (each [..., d]) and exit probabilities
+  // [T, ...] (undefined unless the mode needs them). `loop_logits` caches per-loop readouts (size
+  // T; entries filled on demand and reused), so a selection equal to loop t's readout is that
+  // very tensor.
+  at::Tensor exit_logits(const std::vector<at::Tensor>& states, const at::Tensor& exit_probs,
+                         const ExitMode& mode, LoopHooks* hooks,
+                         std::vector<at::Tensor>& loop_logits) const;
   int64_t parameter_count() const;
   at::Device device() const { return weights_.embed.device(); }
   void to(const at::Device& device);

@@ -198,7 +198,7 @@ TEST(EvalLoglikelihoodTest, ReadoutLogitsEqualForwardLogitsForEveryExitMode) {
     at::NoGradGuard g;
     ForwardResult full = m.forward(ids, fo);
     ForwardResult states = m.forward(ids, eval::states_only(fo));
-    auto got = eval::readout_logits(m, states, eval::resolve_exit_mode(m, fo), rows, cols);
+    auto got = eval::readout_logits(m, states, m.resolve_exit_mode(fo), rows, cols);
     ASSERT_EQ(got.size(), full.loop_logits.size() + 1);
     for (int64_t k = 0; k < rows.size(0); ++k) {
       const int64_t b = rows[k].item<int64_t>(), s = cols[k].item<int64_t>();
@@ -213,14 +213,14 @@ TEST(EvalLoglikelihoodTest, ExitModeResolutionErrorsLikeForward) {
   OuroModel m = loopq::testing::tiny_model(9);
   ForwardOptions fo;
   fo.exit = parse_exit_mode("step:7");
-  EXPECT_THROW(eval::resolve_exit_mode(m, fo), Error);
+  EXPECT_THROW(m.resolve_exit_mode(fo), Error);
   OuroModel no_gate = loopq::testing::tiny_model(9);
   no_gate.weights().exit_gate_weight = at::Tensor();
   no_gate.weights().exit_gate_bias = at::Tensor();
   fo.exit = parse_exit_mode("expected");
-  EXPECT_THROW(eval::resolve_exit_mode(no_gate, fo), Error);
+  EXPECT_THROW(no_gate.resolve_exit_mode(fo), Error);
   fo.exit.reset();
-  EXPECT_EQ(eval::resolve_exit_mode(no_gate, fo).kind, ExitMode::Last);
+  EXPECT_EQ(no_gate.resolve_exit_mode(fo).kind, ExitMode::Last);
 }
 
 TEST(EvalLoglikelihoodTest, RejectsEmptyRequests) {
