@@ -1,6 +1,7 @@
 // loopq eval: perplexity (PTQ-paper protocol) and zero-shot tasks (lm-evaluation-harness
 // scoring), reported for every loop readout and the exit-mode selection.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // NoGradGuard: not pulled in by ATen.h in PyTorch 2.x
 
 #include <cmath>
 #include <cstdio>

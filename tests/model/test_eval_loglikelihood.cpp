@@ -1,5 +1,6 @@
 // Batched request scoring (eval/loglikelihood.h) against a hand computation: one plain full
 // forward of context + continuation and a log_softmax sum at the continuation positions.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>

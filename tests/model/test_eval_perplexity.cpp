@@ -1,5 +1,6 @@
 // Perplexity (eval/perplexity.h): a closed-form case (uniform logits give ppl == V exactly) and
 // a hand computation of windowed NLL on a random model.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
