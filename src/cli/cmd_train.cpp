@@ -76,8 +76,7 @@ int cmd_train(int argc, char** argv) {
   o.device = args.get("device", "cpu");
   o.save_dtype = args.get("save-dtype", "F32");
   if (o.save_dtype != "F32" && o.save_dtype != "BF16") throw Error("--save-dtype must be F32 or BF16");
-  const int threads = init_threads(int(args.get_int("threads", 0, 0, 1024)));
-  std::fprintf(stderr, "training on %s with %d threads\n", o.device.c_str(), threads);
+  init_threads(int(args.get_int("threads", 0, 0, 1024)));
   train::run_training(o);
   return 0;
 }

@@ -146,18 +146,6 @@ void run_training(const TrainOptions& opt_in) {
   const fs::path ckpt_file = ckpt_dir / "train_state.safetensors";
   if (fs::exists(ckpt_file) && !opt.resume)
     throw Error(ckpt_file.string() + " exists: pass --resume to continue it, or use a new -o");
-  fs::create_directories(ckpt_dir);
-
-  auto t_tok = Clock::now();
-  std::vector<int32_t> train_ids = tokenize_file(*tokenizer, opt.train_file);
-  std::vector<int32_t> valid_ids = tokenize_file(*tokenizer, opt.valid_file);
-  std::fprintf(stderr, "tokenized %zu train and %zu valid tokens in %.1f s\n", train_ids.size(),
-               valid_ids.size(), std::chrono::duration<double>(Clock::now() - t_tok).count());
-  if (int64_t(train_ids.size()) <= opt.seqlen + 1)
-    throw Error(opt.train_file + ": only " + std::to_string(train_ids.size()) +
-                " tokens, fewer than one training window of " + std::to_string(opt.seqlen + 1));
-  const int64_t n_valid_windows = std::min<int64_t>(opt.eval_windows, int64_t(valid_ids.size()) / (opt.seqlen + 1));
-  if (n_valid_windows < 1) throw Error(opt.valid_file + ": shorter than one validation window");
 
   OuroModel model = random_model(opt.model, opt.seed, opt.init_std);
   if (!opt.init_from.empty()) {
@@ -171,6 +159,20 @@ void run_training(const TrainOptions& opt_in) {
       dst[i].second.copy_(src[i].second);
     }
   }
+  auto t_tok = Clock::now();
+  std::vector<int32_t> train_ids = tokenize_file(*tokenizer, opt.train_file);
+  std::vector<int32_t> valid_ids = tokenize_file(*tokenizer, opt.valid_file);
+  if (int64_t(train_ids.size()) <= opt.seqlen + 1)
+    throw Error(opt.train_file + ": only " + std::to_string(train_ids.size()) +
+                " tokens, fewer than one training window of " + std::to_string(opt.seqlen + 1));
+  const int64_t n_valid_windows = std::min<int64_t>(opt.eval_windows, int64_t(valid_ids.size()) / (opt.seqlen + 1));
+  if (n_valid_windows < 1) throw Error(opt.valid_file + ": shorter than one validation window");
+  // Everything the user gave has been checked: only now create the output directory.
+  fs::create_directories(ckpt_dir);
+  std::fprintf(stderr, "training on %s with %d threads; tokenized %zu train and %zu valid tokens in %.1f s\n",
+               opt.device.c_str(), at::get_num_threads(), train_ids.size(), valid_ids.size(),
+               std::chrono::duration<double>(Clock::now() - t_tok).count());
+
   model.to(device);
   auto params = named_tensors(model);
   for (auto& [name, p] : params) p.requires_grad_(true);

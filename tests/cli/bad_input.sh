@@ -71,6 +71,20 @@ corrupt c9 && rm "$tmp/c9/model.safetensors"
 expect_error no-weights forward --model "$tmp/c9" --ids 1
 expect_error inspect-truncated inspect "$tmp/c6"
 
+# Training command.
+head -c 3000 "$tmp/config.json" >"$tmp/tiny.txt"
+if [[ -n "$shared" && -d "$shared/data/tokenizers/gpt2" ]]; then
+  gpt2="$shared/data/tokenizers/gpt2/encoder.json"
+  tr_args=(--valid "$tmp/tiny.txt" --tokenizer "$gpt2" --hidden 16 --layers 1 --heads 2 --intermediate 16 --steps 1)
+  expect_error train-missing-file train --train "$tmp/nope.txt" "${tr_args[@]}" -o "$tmp/t1"
+  expect_error train-no-out train --train "$tmp/tiny.txt" "${tr_args[@]}"
+  expect_error train-short-text train --train "$tmp/tiny.txt" "${tr_args[@]}" --seqlen 4096 -o "$tmp/t2"
+  expect_error train-loop-weights train --train "$tmp/tiny.txt" "${tr_args[@]}" --loops 3 --loop-weights 1,2 -o "$tmp/t3"
+  expect_error train-device train --train "$tmp/tiny.txt" "${tr_args[@]}" --device tpu -o "$tmp/t4"
+  expect_error train-bad-tokenizer train --train "$tmp/tiny.txt" --valid "$tmp/tiny.txt" --tokenizer "$tmp/none.json" -o "$tmp/t5"
+  expect_error train-init-from train --train "$shared/data/text/tiny-shakespeare.txt" "${tr_args[@]}" --seqlen 8 --init-from "$tmp/m" -o "$tmp/t6"
+fi
+
 # Tokenizer command.
 expect_error tok-missing tokenize --tokenizer "$tmp/none.json" --text hi
 expect_error tok-no-input tokenize --tokenizer "$tmp/m"
