@@ -47,9 +47,7 @@ int cmd_generate(int argc, char** argv) {
   } else {
     for (long long v : parse_int_list(args.get("ids"), "--ids")) prompt.push_back(v);
   }
-  for (int64_t v : prompt)
-    if (v < 0 || v >= model.config().vocab_size)
-      throw Error("token id " + std::to_string(v) + " outside the model's vocab");
+  check_ids_in_vocab(prompt, model.config());
 
   if (args.has("stop-ids")) {
     if (args.get("stop-ids") != "none")

@@ -65,11 +65,15 @@ std::vector<int64_t> ids_from_args(const Args& args, const OuroModel& model) {
     for (int32_t v : tokenizer->encode(args.get("text"))) ids.push_back(v);
   }
   if (ids.empty()) throw Error("no tokens to run (empty input)");
-  for (int64_t v : ids)
-    if (v < 0 || v >= model.config().vocab_size)
-      throw Error("token id " + std::to_string(v) + " outside the model's vocab of " +
-                  std::to_string(model.config().vocab_size));
+  check_ids_in_vocab(ids, model.config());
   return ids;
+}
+
+void check_ids_in_vocab(const std::vector<int64_t>& ids, const LoopLMConfig& config) {
+  for (int64_t v : ids)
+    if (v < 0 || v >= config.vocab_size)
+      throw Error("token id " + std::to_string(v) + " outside the model's vocab of " +
+                  std::to_string(config.vocab_size));
 }
 
 }  // namespace loopq::cli

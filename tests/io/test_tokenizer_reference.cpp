@@ -11,6 +11,7 @@
 #include "io/tokenizer/json_fields.h"
 #include "io/tokenizer/tokenizer.h"
 #include "io/tokenizer/utf8.h"
+#include "reference_tokenizers.h"
 #include "util/error.h"
 
 namespace {
@@ -19,16 +20,9 @@ using loopq::tok::Tokenizer;
 namespace fs = std::filesystem;
 
 const std::string kShared = LOOPQ_SHARED_DIR;
-const std::string kTok = kShared + "/data/tokenizers";
-
-const Tokenizer& qwen3() {
-  static auto t = Tokenizer::load(kTok + "/qwen3/tokenizer.json");
-  return *t;
-}
-const Tokenizer& gpt2() {
-  static auto t = Tokenizer::load(kTok + "/gpt2/encoder.json");
-  return *t;
-}
+const std::string& kTok = loopq::testing::kTokenizerDir;
+using loopq::testing::gpt2;
+using loopq::testing::qwen3;
 
 const nlohmann::json& reference() {
   static nlohmann::json j = loopq::tok::parse_json(

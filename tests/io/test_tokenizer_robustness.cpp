@@ -4,22 +4,15 @@
 
 #include <random>
 
+#include "reference_tokenizers.h"
 #include "io/tokenizer/tokenizer.h"
 #include "io/tokenizer/utf8.h"
 
 namespace {
 
 using loopq::tok::Tokenizer;
-const std::string kTok = std::string(LOOPQ_SHARED_DIR) + "/data/tokenizers";
-
-const Tokenizer& qwen3() {
-  static auto t = Tokenizer::load(kTok + "/qwen3/tokenizer.json");
-  return *t;
-}
-const Tokenizer& gpt2() {
-  static auto t = Tokenizer::load(kTok + "/gpt2/encoder.json");
-  return *t;
-}
+using loopq::testing::gpt2;
+using loopq::testing::qwen3;
 
 TEST(TokenizerRobustness, RandomBytesRoundTrip) {
   std::mt19937 rng(1234);
