@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include "quant/quantized_io.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,7 +28,7 @@ OuroModel load_model_from_args(const Args& args) {
   init_threads(int(args.get_int("threads", 0, 0, 1024)));
   LoadOptions lo;
   lo.device = parse_device(args.get("device", "cpu"));
-  return load_model(args.require("model"), lo);
+  return quant::load_any_model(args.require("model"), lo);
 }
 
 ForwardOptions forward_options_from_args(const Args& args, const OuroModel& model) {

@@ -27,6 +27,7 @@ const Command kCommands[] = {
     {"train", loopq::cli::cmd_train, "pretrain a looped LM from scratch (CPU or CUDA)"},
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
     {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
+    {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot)"},
 };
 
 void usage(FILE* out) {

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -58,6 +59,23 @@ at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
   return out;
 }
 
+// Copies a tensor's bytes after checking its dtype and shape exactly (packed integer weights).
+at::Tensor read_raw(const io::Checkpoint& ckpt, const std::string& name, const std::string& dtype,
+                    const std::vector<int64_t>& shape, const std::string& dir) {
+  if (!ckpt.has(name)) throw Error(dir + ": missing tensor '" + name + "'");
+  const io::TensorInfo& info = ckpt.get(name);
+  if (io::dtype_name(info.dtype) != dtype)
+    throw Error(dir + ": tensor '" + name + "' has dtype " + io::dtype_name(info.dtype) + ", expected " + dtype);
+  if (info.shape != shape)
+    throw Error(dir + ": tensor '" + name + "' has shape " + shape_str(info.shape) + ", expected " + shape_str(shape));
+  const at::ScalarType st = dtype == "U8" ? at::kByte : dtype == "I8" ? at::kChar : at::kFloat;
+  at::Tensor out = at::empty(shape, st);
+  if (size_t(out.numel() * out.element_size()) != info.nbytes)
+    throw Error(dir + ": tensor '" + name + "' byte size does not match its shape");
+  std::memcpy(out.data_ptr(), info.data, info.nbytes);
+  return out;
+}
+
 }  // namespace
 
 std::string model_dir_of(const std::string& path) {
@@ -97,8 +115,22 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
         {LinearSite::V, {cfg.kv_dim(), d}}, {LinearSite::O, {d, cfg.q_dim()}},
         {LinearSite::Gate, {F, d}},         {LinearSite::Up, {F, d}},
         {LinearSite::Down, {d, F}}};
-    for (const auto& [site, shape] : linears)
-      L.linear(site) = std::make_shared<DenseLinear>(take(linear_name(i, site), shape));
+    for (const auto& [site, shape] : linears) {
+      if (!options.linear_loader) {
+        L.linear(site) = std::make_shared<DenseLinear>(take(linear_name(i, site), shape));
+        continue;
+      }
+      std::string stem = linear_name(i, site);
+      stem.resize(stem.size() - std::string(".weight").size());
+      LinearLoadRequest req{stem, i, site, shape,
+                            [&](const std::string& n) { return ckpt.has(n); },
+                            take,
+                            [&](const std::string& n, const std::string& dt, const std::vector<int64_t>& sh) {
+                              expected.insert(n);
+                              return read_raw(ckpt, n, dt, sh, dir);
+                            }};
+      L.linear(site) = options.linear_loader(req);
+    }
     w.layers.push_back(std::move(L));
   }
   w.final_norm = take("model.norm.weight", {d});
@@ -115,6 +147,7 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
   } else {
     throw Error(dir + ": missing tensor 'lm_head.weight' (tie_word_embeddings is false)");
   }
+  for (const auto& name : options.extra_names) expected.insert(name);
   for (const auto& name : ckpt.names())
     if (!expected.count(name)) throw Error(dir + ": unexpected tensor '" + name + "' in checkpoint");
 

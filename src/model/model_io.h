@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,8 +13,26 @@
 
 namespace loopq {
 
+// What a custom linear loader gets for one layer linear: its HF name stem
+// ("model.layers.3.self_attn.q_proj"), its dense shape [out, in], and two callbacks, to read a
+// shape-checked fp32 tensor and to claim other tensor names (so they are not "unexpected").
+struct LinearLoadRequest {
+  std::string stem;
+  int64_t layer;
+  LinearSite site;
+  std::vector<int64_t> shape;
+  std::function<bool(const std::string& name)> has;
+  std::function<at::Tensor(const std::string& name, const std::vector<int64_t>& shape)> read_f32;
+  // Raw bytes of a tensor of dtype `dtype` ("U8", "I8", "F32") and exact shape, copied out.
+  std::function<at::Tensor(const std::string& name, const std::string& dtype,
+                           const std::vector<int64_t>& shape)> read_raw;
+};
+using LinearLoader = std::function<LinearPtr(const LinearLoadRequest&)>;
+
 struct LoadOptions {
   at::Device device = at::kCPU;
+  LinearLoader linear_loader;            // unset: dense "<stem>.weight"
+  std::vector<std::string> extra_names;  // further tensors the caller reads itself
 };
 
 // Loads a model directory. Throws loopq::Error naming the missing/unknown/misshapen tensor.

@@ -132,6 +132,7 @@ at::Tensor OuroModel::layer_forward(const at::Tensor& x, int loop, int layer,
   q = apply_rope(q.view({B, S, H, hd}).transpose(1, 2), cos, sin);
   k = apply_rope(k.view({B, S, KVH, hd}).transpose(1, 2), cos, sin);
   v = v.view({B, S, KVH, hd}).transpose(1, 2);
+  if (attention_transform_) attention_transform_->apply(loop, layer, q, k, v);
   if (cache) std::tie(k, v) = cache->append(cache->slot(loop, layer), k, v);
   const int64_t Lk = k.size(2);
   // GQA without copying K/V: fold the G query heads that share a KV head into the row axis.

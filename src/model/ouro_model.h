@@ -6,6 +6,9 @@
 #include <optional>
 #include <vector>
 
+#include <memory>
+
+#include "model/attention_transform.h"
 #include "model/config.h"
 #include "model/exit_mode.h"
 #include "model/hooks.h"
@@ -83,6 +86,9 @@ class OuroModel {
 
   const LoopLMConfig& config() const { return config_; }
   OuroWeights& weights() { return weights_; }
+  // KV-cache quantization and friends (null: plain attention). Applies to every forward.
+  void set_attention_transform(std::shared_ptr<const AttentionTransform> t) { attention_transform_ = std::move(t); }
+  const std::shared_ptr<const AttentionTransform>& attention_transform() const { return attention_transform_; }
   const OuroWeights& weights() const { return weights_; }
 
  private:
@@ -93,6 +99,7 @@ class OuroModel {
   LoopLMConfig config_;
   OuroWeights weights_;
   at::Tensor inv_freq_;  // [hd/2] rotary frequencies
+  std::shared_ptr<const AttentionTransform> attention_transform_;
 };
 
 // RMSNorm in fp32 with a plain (not 1 + w) weight (§4.3).

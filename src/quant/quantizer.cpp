@@ -20,11 +20,12 @@ at::Tensor grouped(const at::Tensor& x, int64_t group_size) {
 
 }  // namespace
 
-QParams row_params(const at::Tensor& x, const Grid& grid, double clip, bool weight) {
+QParams row_params(const at::Tensor& x, const Grid& grid, double clip, bool weight, bool widen) {
   check_grid(grid);
   // Ranges widened to include 0 (§2.2), then scaled by the clip ratio.
-  at::Tensor xmin = at::clamp_max(std::get<0>(x.min(-1, true)), 0) * clip;
-  at::Tensor xmax = at::clamp_min(std::get<0>(x.max(-1, true)), 0) * clip;
+  at::Tensor xmin = std::get<0>(x.min(-1, true)), xmax = std::get<0>(x.max(-1, true));
+  if (widen) xmin = at::clamp_max(xmin, 0), xmax = at::clamp_min(xmax, 0);
+  xmin = xmin * clip, xmax = xmax * clip;
   QParams p;
   if (grid.symmetric) {
     at::Tensor absmax = at::maximum(xmin.abs(), xmax);
@@ -83,7 +84,7 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const Grid& grid, int64_t grou
 at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip, int64_t group_size) {
   if (!(clip > 0 && clip <= 1)) throw Error("activation clip ratio must be in (0, 1]");
   const at::Tensor g = grouped(x, group_size);
-  return fake_quant(g, row_params(g, grid, clip, false), grid).reshape(x.sizes());
+  return fake_quant(g, row_params(g, grid, clip, false, group_size <= 0), grid).reshape(x.sizes());
 }
 
 at::Tensor pack_int4(const at::Tensor& codes) {

@@ -20,8 +20,10 @@ struct QParams {
 };
 
 // Parameters from the row-wise range of x [rows, cols] scaled by clip (§2.3/§2.4). Weights
-// clamp the range at 1e-5 (weight = true); activations give zero-range rows scale 1.
-QParams row_params(const at::Tensor& x, const Grid& grid, double clip = 1.0, bool weight = true);
+// clamp the range at 1e-5 (weight = true); activations give zero-range rows scale 1. `widen`
+// includes 0 in the range first, as every path does except QuaRot's per-token-group one.
+QParams row_params(const at::Tensor& x, const Grid& grid, double clip = 1.0, bool weight = true,
+                   bool widen = true);
 // Integer codes (as float tensors holding integers) and their dequantization.
 at::Tensor quantize_codes(const at::Tensor& x, const QParams& p, const Grid& grid);
 at::Tensor dequantize(const at::Tensor& codes, const QParams& p);
@@ -38,7 +40,7 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const Grid& grid, int64_t grou
                              bool mse_search = true);
 
 // Dynamic per-token activation fake quantization (§2.4) over the last dimension, optionally in
-// groups of the last dimension.
+// groups of the last dimension (find_params_per_token_groupwise: group min/max, no widening to 0).
 at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip = 1.0,
                                  int64_t group_size = 0);
 

@@ -1,0 +1,143 @@
+// loopq quantize: static post-training quantization of a looped model (RTN, SmoothQuant, GPTQ,
+// QuaRot+RTN, QuaRot+GPTQ) into a quantized model directory that every other command loads.
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "model/model_io.h"
+#include "model/runtime.h"
+#include "quant/calibration.h"
+#include "quant/hadamard.h"
+#include "quant/ptq.h"
+#include "quant/quarot.h"
+#include "quant/quantized_io.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace loopq::cli {
+namespace {
+
+const char* kQuantizeHelp =
+    "usage: loopq quantize --model DIR --method rtn|smoothquant|gptq|quarot-rtn|quarot-gptq -o OUT\n"
+    "         [--w-bits 4] [--a-bits 16] [--kv-bits 16] [--group-size 0] [--w-asym] [--no-clip-search]\n"
+    "         [--a-clip C] [--a-asym] [--a-group-size 0] [--kv-clip 0.95] [--kv-group-size 128] [--kv-sym]\n"
+    "         [--calib FILE] [--nsamples 128] [--seqlen 2048] [--seed 0] [--batch 8]\n"
+    "         [--alpha 0.5] [--percdamp 0.01] [--block-size 128] [--no-act-order]\n"
+    "         [--sequential none|layer|sublayer] [--rotation-seed 0] [--threads N] [--device D]\n"
+    "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
+    "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
+    "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
+    "               with QuaRot's MSE clip search unless --no-clip-search; --w-asym for 0..2^b-1\n"
+    "  activations  dynamic per token, symmetric, clip --a-clip (default 0.9 at <= 4 bits, else 1.0)\n"
+    "  KV cache     K after RoPE and V, per token in groups of --kv-group-size, asymmetric, clip 0.95,\n"
+    "               each loop's cache slot on its own values\n"
+    "  smoothquant  s = max|X|^alpha / max|W|^(1-alpha) folded into input/post-attention norms\n"
+    "  gptq         damp 0.01, block 128, act-order; Hessians pooled over loops; --sequential layer\n"
+    "               (default) recalibrates after each layer, sublayer after each of q/k/v, o, gate/up, down\n"
+    "  quarot-*     online Hadamards at q/k/v/gate/up (residual), across heads at o_proj (+ per-head V),\n"
+    "               at down_proj (44 x 2^m Kronecker for non-power-of-2 sizes), and on q/k for KV4\n"
+    "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
+    "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
+
+}  // namespace
+
+int cmd_quantize(int argc, char** argv) {
+  Args args(argc, argv,
+            {"model", "method", "o", "out", "w-bits", "a-bits", "kv-bits", "group-size", "a-clip", "a-group-size",
+             "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
+             "block-size", "sequential", "rotation-seed", "threads", "device"},
+            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order"});
+  if (args.help()) {
+    std::fputs(kQuantizeHelp, stdout);
+    return 0;
+  }
+  const std::string model_dir = args.require("model");
+  const std::string out = args.has("o") ? args.get("o") : args.get("out");
+  if (out.empty()) throw Error("missing output directory -o DIR");
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
+    throw Error(out + " already exists and is not empty; choose a new -o");
+  {
+    fs::path parent = fs::path(out).has_parent_path() ? fs::path(out).parent_path() : fs::path(".");
+    if (!fs::is_directory(parent)) throw Error("-o " + out + ": directory " + parent.string() + " does not exist");
+  }
+
+  // Every flag is checked before the model is loaded or anything is computed.
+  quant::QuantConfig qc;
+  qc.method = quant::parse_method(args.require("method"));
+  qc.w_bits = int(args.get_int("w-bits", 4, 2, 8));
+  qc.w_symmetric = !args.has("w-asym");
+  qc.w_group_size = args.get_int("group-size", 0, 0, 1 << 20);
+  qc.w_clip_search = !args.has("no-clip-search");
+  const long long a_bits = args.get_int("a-bits", 16, 2, 16);
+  if (a_bits > 8 && a_bits != 16) throw Error("--a-bits must be in [2, 8] or 16");
+  qc.act.bits = int(a_bits);
+  qc.act.symmetric = !args.has("a-asym");
+  qc.act.clip = args.get_double("a-clip", a_bits <= 4 ? 0.9 : 1.0, 1e-6, 1.0);
+  qc.act.group_size = args.get_int("a-group-size", 0, 0, 1 << 20);
+  const long long kv_bits = args.get_int("kv-bits", 16, 2, 16);
+  if (kv_bits > 8 && kv_bits != 16) throw Error("--kv-bits must be in [2, 8] or 16");
+  qc.kv.bits = int(kv_bits);
+  qc.kv.symmetric = args.has("kv-sym");
+  qc.kv.clip = args.get_double("kv-clip", 0.95, 1e-6, 1.0);
+  qc.kv.group_size = args.get_int("kv-group-size", 128, 0, 1 << 20);
+  qc.smooth_alpha = args.get_double("alpha", 0.5, 0.0, 1.0);
+  qc.percdamp = args.get_double("percdamp", 0.01, 0.0, 10.0);
+  qc.block_size = args.get_int("block-size", 128, 1, 1 << 20);
+  qc.act_order = !args.has("no-act-order");
+  qc.sequential = args.get("sequential", "layer");
+  qc.rotation_seed = uint64_t(args.get_int("rotation-seed", 0, 0, INT64_MAX));
+  const bool needs_calib = qc.method == quant::Method::SmoothQuant || quant::uses_gptq(qc.method);
+  if (needs_calib && !args.has("calib"))
+    throw Error(std::string(quant::method_name(qc.method)) + " needs --calib FILE (calibration text, e.g. the train split)");
+  if (args.has("calib") && !fs::is_regular_file(args.get("calib")))
+    throw Error("--calib " + args.get("calib") + ": not a readable file");
+  const int64_t nsamples = args.get_int("nsamples", 128, 1, 1 << 20);
+  const int64_t batch = args.get_int("batch", 8, 1, 4096);
+  const uint64_t seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));
+
+  OuroModel model = load_model_from_args(args);
+  const LoopLMConfig& c = model.config();
+  {
+    quant::QuantConfig existing;
+    if (quant::read_quant_config(model_dir, existing))
+      throw Error(model_dir + " is already quantized (" + quant::method_name(existing.method) + "); start from the FP model");
+  }
+  qc.validate(c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
+  if (quant::uses_rotation(qc.method)) {
+    quant::quarot_check_sizes(c);
+    if (qc.w_group_size > 0) throw Error("quarot-* quantize per output row here; drop --group-size");
+  }
+  const int64_t seqlen = args.get_int("seqlen", std::min<int64_t>(2048, c.max_position_embeddings), 2,
+                                      c.max_position_embeddings);
+  at::Tensor windows;
+  if (args.has("calib")) {
+    auto tokenizer = load_model_tokenizer(model_dir_of(model_dir));
+    check_tokenizer_fits(*tokenizer, c);
+    std::vector<int32_t> ids = tokenizer->encode(read_text_file(args.get("calib")));
+    windows = quant::calibration_windows(ids, nsamples, seqlen, seed).to(model.device());
+    qc.calib_file = fs::path(args.get("calib")).filename().string();
+    qc.nsamples = nsamples;
+    qc.seqlen = seqlen;
+    qc.calib_seed = seed;
+  }
+  at::NoGradGuard no_grad;
+  std::fprintf(stderr, "quantize: %s W%dA%dKV%d%s on %s\n", quant::method_name(qc.method), qc.w_bits, qc.act.bits,
+               qc.kv.bits, qc.w_group_size ? (" g" + std::to_string(qc.w_group_size)).c_str() : "", model_dir.c_str());
+  quant::PtqRunOptions run;
+  run.batch_size = batch;
+  quant::PtqReport report = quant::quantize_model(model, qc, windows, run);
+  model.to(at::kCPU);
+  quant::save_quantized_model(model, qc, out, model_dir_of(model_dir));
+  std::printf("wrote %s: %s W%dA%dKV%d, %.1f s (calibration %.1f s over %lld passes)\n", out.c_str(),
+              quant::method_name(qc.method), qc.w_bits, qc.act.bits, qc.kv.bits, report.quantize_seconds,
+              report.calibration_seconds, (long long)report.calibration_passes);
+  return 0;
+}
+
+}  // namespace loopq::cli

@@ -1,0 +1,172 @@
+#include "quant/quantized_io.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "quant/ptq.h"
+#include "quant/quarot.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace loopq::quant {
+namespace {
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw Error(p.string() + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Stored codes are shifted into the signed range [-2^(b-1), 2^(b-1)-1] for both grids.
+int64_t code_offset(const Grid& g) { return g.symmetric ? 0 : -(int64_t(1) << (g.bits - 1)); }
+
+struct Owned {  // tensors kept alive until the file is written
+  std::vector<at::Tensor> keep;
+  std::vector<io::TensorToWrite> out;
+  void add(const std::string& name, at::Tensor t, io::DType dt) {
+    t = t.detach().to(at::kCPU).contiguous();
+    keep.push_back(t);
+    out.push_back({name, dt, t.sizes().vec(), t.data_ptr(), size_t(t.numel() * t.element_size())});
+  }
+};
+
+std::string stem_of(int64_t layer, LinearSite site) {
+  const bool mlp = site == LinearSite::Gate || site == LinearSite::Up || site == LinearSite::Down;
+  return "model.layers." + std::to_string(layer) + (mlp ? ".mlp." : ".self_attn.") + linear_site_name(site);
+}
+
+}  // namespace
+
+bool read_quant_config(const std::string& path, QuantConfig& out) {
+  const fs::path cfg = fs::path(model_dir_of(path)) / "config.json";
+  if (!fs::exists(cfg)) return false;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(cfg));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cfg.string() + ": invalid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("quantization_config")) return false;
+  out = QuantConfig::from_json(j["quantization_config"]);
+  return true;
+}
+
+void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const std::string& dir,
+                          const std::string& tokenizer_from) {
+  const fs::path target(dir);
+  if (fs::exists(target) && !(fs::is_directory(target) && fs::is_empty(target)))
+    throw Error(dir + " already exists and is not empty; choose a new -o");
+  const fs::path tmp = target.string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    const LoopLMConfig& c = model.config();
+    const OuroWeights& w = model.weights();
+    Owned o;
+    o.add("model.embed_tokens.weight", w.embed.to(at::kFloat), io::DType::F32);
+    const char* norm_names[] = {"input_layernorm", "input_layernorm_2", "post_attention_layernorm",
+                                "post_attention_layernorm_2"};
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const LayerWeights& L = w.layers[size_t(l)];
+      const at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
+      for (int n = 0; n < 4; ++n)
+        o.add("model.layers." + std::to_string(l) + "." + norm_names[n] + ".weight", norms[n]->to(at::kFloat), io::DType::F32);
+      for (int s = 0; s < kNumLayerSites; ++s) {
+        const auto* q = dynamic_cast<const QuantLinear*>(L.linear(LinearSite(s)).get());
+        if (!q) throw Error("save_quantized_model: layer " + std::to_string(l) + " " + linear_site_name(LinearSite(s)) + " is not quantized");
+        const QuantizedWeight& qw = q->weight();
+        const std::string stem = stem_of(l, LinearSite(s));
+        at::Tensor codes = (qw.codes.to(at::kCPU) + double(code_offset(qw.grid))).to(at::kInt);
+        if (qw.grid.bits <= 4) o.add(stem + ".qweight", pack_int4(codes), io::DType::U8);
+        else o.add(stem + ".qweight", codes.to(at::kChar), io::DType::I8);
+        const int64_t rows = qw.codes.size(0);
+        o.add(stem + ".scales", qw.params.scale.reshape({rows, -1}).to(at::kFloat), io::DType::F32);
+        if (!qw.grid.symmetric) o.add(stem + ".zeros", qw.params.zero.reshape({rows, -1}).to(at::kFloat), io::DType::F32);
+      }
+    }
+    o.add("model.norm.weight", w.final_norm.to(at::kFloat), io::DType::F32);
+    if (model.has_exit_gate()) {
+      o.add("model.early_exit_gate.weight", w.exit_gate_weight.to(at::kFloat), io::DType::F32);
+      o.add("model.early_exit_gate.bias", w.exit_gate_bias.to(at::kFloat), io::DType::F32);
+    }
+    if (!c.tie_word_embeddings) o.add("lm_head.weight", w.lm_head->dense_weight().to(at::kFloat), io::DType::F32);
+    io::write_safetensors((tmp / "model.safetensors").string(), o.out, {{"format", "pt"}, {"quantization", "loopq"}});
+
+    LoopLMConfig saved = c;
+    saved.torch_dtype = "float32";
+    nlohmann::json j = nlohmann::json::parse(config_to_hf_json(saved));
+    j["quantization_config"] = cfg.to_json();
+    io::write_file_atomic((tmp / "config.json").string(), j.dump(2) + "\n");
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "encoder.json", "vocab.bpe"}) {
+      fs::path src = fs::path(tokenizer_from) / f;
+      if (!tokenizer_from.empty() && fs::exists(src)) fs::copy_file(src, tmp / f);
+    }
+    if (fs::exists(target)) fs::remove(target);  // an empty directory
+    fs::rename(tmp, target);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+OuroModel load_any_model(const std::string& path, const LoadOptions& options) {
+  QuantConfig qc;
+  if (!read_quant_config(path, qc)) return load_model(path, options);
+  const std::string dir = model_dir_of(path);
+  const LoopLMConfig c = parse_hf_config((fs::path(dir) / "config.json").string());
+  try {
+    qc.validate(c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
+  } catch (const Error& e) {
+    throw Error(dir + ": quantization_config: " + e.what());
+  }
+  if (uses_rotation(qc.method)) quarot_check_sizes(c);
+  const Grid grid{qc.w_bits, qc.w_symmetric};
+  LoadOptions lo = options;
+  lo.device = at::kCPU;
+  lo.linear_loader = [&](const LinearLoadRequest& r) -> LinearPtr {
+    const int64_t out = r.shape[0], in = r.shape[1];
+    const int64_t groups = qc.w_group_size > 0 ? in / qc.w_group_size : 1;
+    at::Tensor codes;
+    if (grid.bits <= 4) {
+      if (in % 2 != 0) throw Error(dir + ": " + r.stem + ": odd input size cannot hold packed int4");
+      codes = unpack_int4(r.read_raw(r.stem + ".qweight", "U8", {out, in / 2})).to(at::kFloat);
+    } else {
+      codes = r.read_raw(r.stem + ".qweight", "I8", {out, in}).to(at::kFloat);
+    }
+    codes = codes - double(code_offset(grid));
+    if (codes.min().item<double>() < double(grid.qmin()) || codes.max().item<double>() > double(grid.qmax()))
+      throw Error(dir + ": " + r.stem + ".qweight holds codes outside the " + std::to_string(grid.bits) + "-bit grid");
+    QuantizedWeight qw;
+    qw.grid = grid;
+    qw.group_size = qc.w_group_size;
+    qw.codes = codes;
+    qw.params.scale = r.read_raw(r.stem + ".scales", "F32", {out, groups}).reshape({out, groups, 1});
+    if (!at::isfinite(qw.params.scale).all().item<bool>() || (qw.params.scale <= 0).any().item<bool>())
+      throw Error(dir + ": " + r.stem + ".scales must be finite and positive");
+    if (grid.symmetric) {
+      qw.params.zero = at::zeros_like(qw.params.scale);
+    } else {
+      qw.params.zero = r.read_raw(r.stem + ".zeros", "F32", {out, groups}).reshape({out, groups, 1});
+      if (!at::isfinite(qw.params.zero).all().item<bool>())
+        throw Error(dir + ": " + r.stem + ".zeros must be finite");
+    }
+    InputRotation rot = uses_rotation(qc.method) ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
+    return std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, std::move(rot));
+  };
+  OuroModel model = load_model(dir, lo);
+  install_runtime_quantizers(model, qc);
+  if (options.device != at::Device(at::kCPU)) model.to(options.device);
+  return model;
+}
+
+}  // namespace loopq::quant

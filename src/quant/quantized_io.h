@@ -1,0 +1,25 @@
+#pragma once
+// Quantized model directories: config.json with a `quantization_config` block, model.safetensors
+// with packed integer weights (int4: two per byte, even column in the low nibble; 5-8 bits: int8),
+// fp32 scales (and zeros for asymmetric grids) per row or group, FP embeddings/norms/lm_head/gate,
+// and the tokenizer. Rotations are rebuilt from the recorded seed.
+#include <string>
+
+#include "model/model_io.h"
+#include "model/ouro_model.h"
+#include "quant/quant_config.h"
+
+namespace loopq::quant {
+
+// Writes the quantized model into `dir` atomically: everything goes to a sibling temporary
+// directory that is renamed into place at the end. `dir` must not exist (or be empty).
+void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const std::string& dir,
+                          const std::string& tokenizer_from);
+
+// Loads a dense or a quantized model directory (dispatching on `quantization_config`).
+OuroModel load_any_model(const std::string& path, const LoadOptions& options = {});
+
+// The quantization_config of a model directory, if it has one.
+bool read_quant_config(const std::string& path, QuantConfig& out);
+
+}  // namespace loopq::quant
