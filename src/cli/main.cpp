@@ -28,6 +28,7 @@ const Command kCommands[] = {
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
     {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
     {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot)"},
+    {"calib-stats", loopq::cli::cmd_calib_stats, "per-loop activation statistics of every linear input"},
 };
 
 void usage(FILE* out) {

@@ -12,7 +12,7 @@ at::Tensor dense_of(const LinearPtr& op) {
 
 // Folds a pre-norm γ into the input columns of the linears it feeds and resets it to ones.
 void fold_norm(at::Tensor& gamma, std::vector<at::Tensor*> weights) {
-  for (at::Tensor* w : weights) *w = *w * gamma.to(at::kDouble).unsqueeze(0);
+  for (at::Tensor* w : weights) *w = *w * gamma.to(w->device(), at::kDouble).unsqueeze(0);
   gamma = at::ones_like(gamma);
 }
 
@@ -50,16 +50,18 @@ InputRotation quarot_input_rotation(const LoopLMConfig& c, LinearSite site, uint
 void quarot_rotate_model(OuroModel& model, uint64_t seed) {
   const LoopLMConfig& c = model.config();
   quarot_check_sizes(c);
-  const at::Tensor h_head = HadamardTransform(c.head_dim).matrix();  // [hd, hd], orthonormal
+  const at::Device dev = model.device();
+  const at::Tensor h_head = HadamardTransform(c.head_dim).matrix().to(dev);  // [hd, hd], orthonormal
   // The same rotation objects serve every layer (one R1 for the model, as QuaRot).
   std::vector<InputRotation> rot(kNumLayerSites);
   for (int s = 0; s < kNumLayerSites; ++s) rot[size_t(s)] = quarot_input_rotation(c, LinearSite(s), seed);
-  auto M = [&](LinearSite s, int64_t in) { return rot[size_t(s)].matrix(in); };
+  auto M = [&](LinearSite s, int64_t in) { return rot[size_t(s)].matrix(in).to(dev); };
   const at::Tensor m_res = M(LinearSite::Q, c.hidden_size);
   const at::Tensor m_down = M(LinearSite::Down, c.intermediate_size);
   const at::Tensor m_heads = M(LinearSite::O, c.q_dim());
-  const at::Tensor bd_kv = at::kron(at::eye(c.num_kv_heads, at::kDouble), h_head);
-  const at::Tensor bd_q = at::kron(at::eye(c.num_heads, at::kDouble), h_head);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble).device(dev);
+  const at::Tensor bd_kv = at::kron(at::eye(c.num_kv_heads, f64), h_head);
+  const at::Tensor bd_q = at::kron(at::eye(c.num_heads, f64), h_head);
 
   for (auto& L : model.weights().layers) {
     at::Tensor w[kNumLayerSites];
