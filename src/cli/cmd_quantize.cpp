@@ -109,10 +109,7 @@ int cmd_quantize(int argc, char** argv) {
       throw Error(model_dir + " is already quantized (" + quant::method_name(existing.method) + "); start from the FP model");
   }
   qc.validate(c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
-  if (quant::uses_rotation(qc.method)) {
-    quant::quarot_check_sizes(c);
-    if (qc.w_group_size > 0) throw Error("quarot-* quantize per output row here; drop --group-size");
-  }
+  if (quant::uses_rotation(qc.method)) quant::quarot_check_sizes(c);
   const int64_t seqlen = args.get_int("seqlen", std::min<int64_t>(2048, c.max_position_embeddings), 2,
                                       c.max_position_embeddings);
   at::Tensor windows;

@@ -172,6 +172,9 @@ TEST(SmoothQuant, FoldingKeepsTheModelAndBalancesRanges) {
   }
 }
 
+// Note: with the reference formula, alpha = 0 does not reduce SmoothQuant to RTN (it gives
+// s = 1 / max|W_j|, which equalises the weight columns); the closed forms that do hold are the
+// ones below and the balance property above.
 TEST(SmoothQuant, ScalesFollowTheFormula) {
   at::Tensor amax = at::tensor({4.0, 1.0, 0.0}, at::kDouble);
   at::Tensor w = at::tensor({1.0, -2.0, 0.5, 0.25, 1.0, -1.0}, at::kDouble).view({2, 3});
