@@ -2,7 +2,7 @@
 # `loopq quantize` end to end on a small model (every method, then eval/generate/forward on the
 # quantized directory) and on bad input: one-line errors, non-zero exit, and never a partial
 # output directory.
-# Usage: quantize.sh LOOPQ_BINARY SHARED_DIR REPO_DIR
+# Usage: quantize.sh LOOPQ_BINARY SHARED_DIR REPO_DIR   (SHARED_DIR holds data/corpus)
 set -u
 loopq=$1
 shared=$2
@@ -22,9 +22,10 @@ small_config 44 >"$tmp/small.json"
 small_config 22 >"$tmp/odd.json"
 expect_ok init-small init --config "$tmp/small.json" -o "$tmp/m" --seed 1 --dtype F32 --tokenizer "$tok"
 expect_ok init-odd init --config "$tmp/odd.json" -o "$tmp/odd" --seed 1 --dtype F32 --tokenizer "$tok"
-head -c 60000 "$shared/corpus/train.txt" >"$tmp/calib.txt"
-head -c 20000 "$shared/corpus/test.txt" >"$tmp/test.txt"
+head -c 60000 "$shared/data/corpus/train.txt" >"$tmp/calib.txt"
+head -c 20000 "$shared/data/corpus/test.txt" >"$tmp/test.txt"
 : >"$tmp/empty.txt"
+[[ -s $tmp/calib.txt && -s $tmp/test.txt ]] || { echo "FAIL: no corpus under $shared/data"; exit 1; }
 calib=(--calib "$tmp/calib.txt" --nsamples 4 --seqlen 64)
 
 # Every method quantizes, and the result runs through eval, generate and forward.
