@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/model_io.h"
+#include "quant/quantized_io.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -73,8 +74,17 @@ int cmd_inspect(int argc, char** argv) {
     total += t.numel();
     bytes += int64_t(t.nbytes);
   }
-  std::printf("tensors: %zu, parameters: %lld, data: %s\n", ckpt.names().size(), (long long)total,
+  quant::QuantConfig qc;
+  const bool quantized = quant::read_quant_config(dir, qc);
+  std::printf("tensors: %zu, %s: %lld, data: %s\n", ckpt.names().size(),
+              quantized ? "stored elements (packed)" : "parameters", (long long)total,
               human_bytes(double(bytes)).c_str());
+  if (quantized)
+    std::printf("quantized: %s W%dA%dKV%d%s, calibration %s x %lld windows of %lld, %.1f s\n",
+                quant::method_name(qc.method), qc.w_bits, qc.act.bits, qc.kv.bits,
+                qc.w_group_size ? (" g" + std::to_string(qc.w_group_size)).c_str() : "",
+                qc.calib_file.empty() ? "none" : qc.calib_file.c_str(), (long long)qc.nsamples,
+                (long long)qc.seqlen, qc.quantize_seconds);
   for (const auto& [g, n] : params)
     std::printf("  %-16s %6lld tensors %15lld params\n", g.c_str(), (long long)tensors[g], (long long)n);
   std::printf("dtypes:");

@@ -80,7 +80,8 @@ at::Tensor InputStats::kurtosis() const {
 
 CalibrationCollector::CalibrationCollector(int64_t num_layers, int64_t loops, CalibrationOptions options)
     : num_layers_(num_layers), loops_(loops), options_(std::move(options)),
-      per_loop_(size_t(loops * num_layers * kNumInputGroups)) {}
+      per_loop_(size_t(loops * num_layers * kNumInputGroups)),
+      pooled_xtx_(size_t(num_layers * kNumInputGroups)) {}
 
 bool CalibrationCollector::wanted(int64_t layer, InputGroup g) const {
   return options_.only.empty() || options_.only.count({layer, g});
@@ -92,8 +93,15 @@ void CalibrationCollector::on_linear_input(int loop, int layer, LinearSite site,
   // q/k/v and gate/up see the same tensor: record it once, at the group's first linear.
   if (sites_of(g).front() != site || !wanted(layer, g)) return;
   if (loop >= loops_) throw Error("calibration: loop index beyond the collector's loop count");
-  const bool h = options_.hessian || options_.per_loop_hessian;
-  per_loop_[size_t((loop * num_layers_ + layer) * kNumInputGroups + int(g))].add(x.reshape({-1, x.size(-1)}), h);
+  const at::Tensor x2d = x.reshape({-1, x.size(-1)});
+  per_loop_[size_t((loop * num_layers_ + layer) * kNumInputGroups + int(g))].add(x2d, options_.per_loop_hessian);
+  // The pooled Hessian is accumulated directly, so memory stays one Hessian per input unless
+  // per-loop Hessians are asked for (T times more: 34 GB for Ouro-1.4B in fp64).
+  if (options_.hessian && !options_.per_loop_hessian) {
+    at::Tensor xd = x2d.detach().to(at::kDouble);
+    at::Tensor& acc = pooled_xtx_[size_t(layer * kNumInputGroups + int(g))];
+    acc = acc.defined() ? acc.addmm_(xd.t(), xd) : at::matmul(xd.t(), xd);
+  }
   pooled_ready_ = false;
 }
 
@@ -108,6 +116,8 @@ const InputStats& CalibrationCollector::pooled(int64_t layer, InputGroup g) cons
       for (int64_t l = 0; l < num_layers_; ++l)
         for (int gi = 0; gi < kNumInputGroups; ++gi)
           pooled_[size_t(l * kNumInputGroups + gi)].merge(per_loop(t, l, InputGroup(gi)));
+    if (!options_.per_loop_hessian)
+      for (size_t i = 0; i < pooled_.size(); ++i) pooled_[i].xtx = pooled_xtx_[i];
     pooled_ready_ = true;
   }
   return pooled_.at(size_t(layer * kNumInputGroups + int(g)));

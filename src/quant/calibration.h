@@ -39,8 +39,8 @@ struct InputStats {
 };
 
 struct CalibrationOptions {
-  bool hessian = true;             // pooled Hessians
-  bool per_loop_hessian = false;   // also one Hessian per loop (T times the memory)
+  bool hessian = true;             // pooled Hessians (one per input, accumulated directly)
+  bool per_loop_hessian = false;   // one Hessian per loop instead, pooled by summing (T x memory)
   // Restrict to these (layer, group) pairs; empty = every layer and group.
   std::set<std::pair<int64_t, InputGroup>> only;
 };
@@ -60,6 +60,7 @@ class CalibrationCollector final : public LoopHooks {
   int64_t num_layers_, loops_;
   CalibrationOptions options_;
   std::vector<InputStats> per_loop_;  // [loop][layer][group]
+  std::vector<at::Tensor> pooled_xtx_;  // [layer][group]: Σ xᵀx over all loops
   mutable std::vector<InputStats> pooled_;  // merged lazily
   mutable bool pooled_ready_ = false;
 };

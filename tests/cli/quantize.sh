@@ -38,6 +38,8 @@ for method in rtn smoothquant gptq quarot-rtn quarot-gptq; do
 done
 expect_ok generate-quantized generate --model "$tmp/q-quarot-gptq" --prompt "It was" --max-new-tokens 5
 expect_ok forward-quantized forward --model "$tmp/q-rtn" --text "It was"
+expect_ok inspect-quantized inspect "$tmp/q-rtn"
+check inspect-says-quantized grep -q "quantized: rtn W4A4KV4" "$tmp/out"
 expect_ok group-asym quantize --model "$tmp/m" --method gptq --w-bits 3 --w-asym --group-size 4 "${calib[@]}" -o "$tmp/q-g16"
 expect_ok w8 quantize --model "$tmp/m" --method rtn --w-bits 8 --a-bits 8 -o "$tmp/q-w8"
 expect_ok eval-w8 eval ppl --model "$tmp/q-w8" --file "$tmp/test.txt" --seqlen 64

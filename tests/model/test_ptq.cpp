@@ -117,6 +117,15 @@ TEST(Calibration, StatisticsMatchCapturedActivations) {
   o.per_loop_hessian = true;
   CalibrationCollector col(m.config().num_layers, m.config().total_ut_steps, o);
   run_calibration(m, ids, 0, col, /*batch=*/2);  // two batches: streaming must merge them
+  // The default keeps only the pooled Hessian, accumulated directly: it must equal the sum of
+  // the per-loop ones.
+  CalibrationCollector pooled_only(m.config().num_layers, m.config().total_ut_steps, CalibrationOptions{});
+  run_calibration(m, ids, 0, pooled_only, 2);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int g = 0; g < kNumInputGroups; ++g) {
+      EXPECT_FALSE(pooled_only.per_loop(0, layer, InputGroup(g)).xtx.defined());
+      EXPECT_LT(rel_err(pooled_only.pooled(layer, InputGroup(g)).hessian(), col.pooled(layer, InputGroup(g)).hessian()), 1e-12);
+    }
   for (int layer = 0; layer < 2; ++layer)
     for (int g = 0; g < kNumInputGroups; ++g) {
       const LinearSite site = sites_of(InputGroup(g)).front();
