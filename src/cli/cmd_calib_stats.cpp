@@ -43,12 +43,7 @@ int cmd_calib_stats(int argc, char** argv) {
   const std::string calib = args.require("calib");
   if (!fs::is_regular_file(calib)) throw Error("--calib " + calib + ": not a readable file");
   const std::string json_path = args.get("json");
-  if (args.has("json")) {
-    fs::path p(json_path);
-    fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
-    if (json_path.empty() || !fs::is_directory(parent) || fs::is_directory(p))
-      throw Error("--json " + json_path + ": cannot write there");
-  }
+  if (args.has("json")) check_output_path(json_path, "json");
   const int64_t nsamples = args.get_int("nsamples", 32, 1, 1 << 20);
   const int64_t batch = args.get_int("batch", 8, 1, 4096);
   const uint64_t seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));

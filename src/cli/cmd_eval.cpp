@@ -45,8 +45,9 @@ const char* kPplHelp =
     "                  scored token's decoded bytes; token 0 of every window is excluded)\n"
     "Reported per loop readout and for the exit selection (default: the config's mode);\n"
     "--no-per-loop scores only the exit selection (T fewer LM-head products per token).\n"
-    "--json FILE writes {ppl, bits_per_byte, tokens, bytes, windows, seqlen, file, model, loops,\n"
-    "exit, per_loop: [{loop, ppl, bits_per_byte}]}.\n";
+    "  top1          = fraction of scored tokens whose target is the readout's argmax\n"
+    "--json FILE writes {ppl, bits_per_byte, top1, tokens, bytes, windows, seqlen, file, model, loops,\n"
+    "exit, per_loop: [{loop, ppl, bits_per_byte, top1}]}.\n";
 
 const char* kTasksHelp =
     "usage: loopq eval tasks --model DIR --tasks-dir DIR --tasks NAME,NAME,...|all [--limit N]\n"
@@ -68,16 +69,6 @@ const char* kTasksHelp =
     "(default 4096). --dump-requests FILE writes one JSON line per request (ids, loglikelihood,\n"
     "is_greedy, per-loop loglikelihoods).\n";
 
-// Fails before any work when an output file cannot be created later.
-void check_output_path(const std::string& path, const char* flag) {
-  if (path.empty()) throw Error(std::string("--") + flag + " needs a file name");
-  fs::path p(path);
-  fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent))
-    throw Error(std::string("--") + flag + " " + path + ": directory " + parent.string() +
-                " does not exist");
-  if (fs::is_directory(p)) throw Error(std::string("--") + flag + " " + path + ": is a directory");
-}
 
 std::string exit_label(const ForwardOptions& fo, const ExitMode& resolved) {
   return fo.exit ? resolved.to_string() : "default:" + resolved.to_string();
@@ -149,12 +140,12 @@ int eval_ppl(int argc, char** argv) {
   std::printf("file: %s (%zu tokens)\n", file.c_str(), ids.size());
   std::printf("windows: %lld x %lld tokens; scored %lld tokens = %lld bytes\n", (long long)r.windows,
               (long long)seqlen, (long long)r.tokens, (long long)r.bytes);
-  std::printf("%-30s %14s %12s\n", "readout", "ppl", "bits/byte");
+  std::printf("%-30s %14s %12s %10s\n", "readout", "ppl", "bits/byte", "top-1 %");
   for (int64_t t = 0; r.has_per_loop() && t < r.loops; ++t)
-    std::printf("%-30s %14.4f %12.5f\n", ("loop " + std::to_string(t + 1)).c_str(),
-                r.ppl(size_t(t)), r.bits_per_byte(size_t(t)));
-  std::printf("%-30s %14.4f %12.5f\n", ("exit " + exit_str).c_str(), r.ppl(r.exit_readout()),
-              r.bits_per_byte(r.exit_readout()));
+    std::printf("%-30s %14.4f %12.5f %10.3f\n", ("loop " + std::to_string(t + 1)).c_str(),
+                r.ppl(size_t(t)), r.bits_per_byte(size_t(t)), 100 * r.top1_accuracy(size_t(t)));
+  std::printf("%-30s %14.4f %12.5f %10.3f\n", ("exit " + exit_str).c_str(), r.ppl(r.exit_readout()),
+              r.bits_per_byte(r.exit_readout()), 100 * r.top1_accuracy(r.exit_readout()));
   if (args.has("json")) {
     io::write_file_atomic(args.get("json"),
                           eval::perplexity_json(r, file, model_path, exit_str).dump(2) + "\n");

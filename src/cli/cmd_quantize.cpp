@@ -14,6 +14,7 @@
 #include "quant/calibration.h"
 #include "quant/hadamard.h"
 #include "quant/ptq.h"
+#include "quant/quant_config.h"
 #include "quant/quarot.h"
 #include "quant/quantized_io.h"
 #include "util/error.h"
@@ -24,12 +25,16 @@ namespace loopq::cli {
 namespace {
 
 const char* kQuantizeHelp =
-    "usage: loopq quantize --model DIR --method rtn|smoothquant|gptq|quarot-rtn|quarot-gptq -o OUT\n"
+    "usage: loopq quantize --model DIR --method rtn|smoothquant|gptq|quarot-rtn|quarot-gptq|loopq|learned-static\n"
+    "         -o OUT\n"
     "         [--w-bits 4] [--a-bits 16] [--kv-bits 16] [--group-size 0] [--w-asym] [--no-clip-search]\n"
     "         [--a-clip C] [--a-asym] [--a-group-size 0] [--kv-clip 0.95] [--kv-group-size 128] [--kv-sym]\n"
     "         [--calib FILE] [--nsamples 128] [--seqlen 2048] [--seed 0] [--batch 8]\n"
     "         [--alpha 0.5] [--percdamp 0.01] [--block-size 128] [--no-act-order]\n"
     "         [--sequential none|layer|sublayer] [--rotation-seed 0] [--threads N] [--device D]\n"
+    "         [--act-mode dynamic|static] [--act-samples 512]\n"
+    "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
+    "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -42,6 +47,21 @@ const char* kQuantizeHelp =
     "               (default) recalibrates after each layer, sublayer after each of q/k/v, o, gate/up, down\n"
     "  quarot-*     online Hadamards at q/k/v/gate/up (residual), across heads at o_proj (+ per-head V),\n"
     "               at down_proj (44 x 2^m Kronecker for non-power-of-2 sizes), and on q/k for KV4\n"
+    "  --act-mode   dynamic (default): per-token scales at run time; static: one offline scale per\n"
+    "               tensor and site, chosen by the output error it causes (searched on --act-samples\n"
+    "               calibration rows per site and loop); static baselines pool the loops\n"
+    "  loopq        QuaRot rotations + GPTQ (or --loopq-weights rtn) as the shared backbone, plus\n"
+    "               A: per-loop activation parameters (static scales or clip ratios) and a per-loop\n"
+    "                  output scale/bias per channel (closed-form least squares)\n"
+    "               B: selective rotation (an online rotation is kept only where it lowers the\n"
+    "                  measured output error over the loops; decisions stored in config.json)\n"
+    "               C: per-loop state alignment (model.norm weight + bias per loop, closed form)\n"
+    "               D: trajectory-aware optimization of all of the above plus LWC weight clipping\n"
+    "                  (shared over loops) through straight-through rounding: the quantized model\n"
+    "                  runs all loops on its own states; loss = sum_t ||s~_t - s_t||^2/||s_t||^2\n"
+    "                  + --opt-kl x KL(p_fp || p_q) of the final readout\n"
+    "  learned-static  the same backbone and parameter types with one set per site for all loops,\n"
+    "               learned with a layer-local loss on FP inputs (OmniQuant-style): the control for D\n"
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
     "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
 
@@ -51,8 +71,9 @@ int cmd_quantize(int argc, char** argv) {
   Args args(argc, argv,
             {"model", "method", "o", "out", "w-bits", "a-bits", "kv-bits", "group-size", "a-clip", "a-group-size",
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
-             "block-size", "sequential", "rotation-seed", "threads", "device"},
-            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order"});
+             "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
+             "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen"},
+            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
     return 0;
@@ -92,14 +113,38 @@ int cmd_quantize(int argc, char** argv) {
   qc.act_order = !args.has("no-act-order");
   qc.sequential = args.get("sequential", "layer");
   qc.rotation_seed = uint64_t(args.get_int("rotation-seed", 0, 0, INT64_MAX));
-  const bool needs_calib = qc.method == quant::Method::SmoothQuant || quant::uses_gptq(qc.method);
-  if (needs_calib && !args.has("calib"))
-    throw Error(std::string(quant::method_name(qc.method)) + " needs --calib FILE (calibration text, e.g. the train split)");
+  const std::string act_mode = args.get("act-mode", "dynamic");
+  if (act_mode != "dynamic" && act_mode != "static") throw Error("--act-mode must be dynamic or static, got '" + act_mode + "'");
+  qc.act.static_scale = act_mode == "static";
+  if (qc.act.static_scale && qc.act.bits == 16) throw Error("--act-mode static needs --a-bits below 16");
+  qc.act_samples = args.get_int("act-samples", 512, 16, 1 << 20);
+  const bool loopq = qc.method == quant::Method::LoopQ;
+  const bool learned = loopq || qc.method == quant::Method::LearnedStatic;
+  if (!loopq && args.has("loopq-components")) throw Error("--loopq-components needs --method loopq");
+  if (!learned && args.has("loopq-weights")) throw Error("--loopq-weights needs --method loopq or learned-static");
+  const std::string lw = args.get("loopq-weights", "gptq");
+  if (lw != "gptq" && lw != "rtn") throw Error("--loopq-weights must be gptq or rtn, got '" + lw + "'");
+  qc.loopq = quant::LoopQSpec::parse(loopq ? args.get("loopq-components", "ABCD") : "", lw == "gptq");
+  if (loopq && qc.loopq.components().empty()) throw Error("--loopq-components needs at least one of A, B, C, D");
+  const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
+  for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc"})
+    if (!optimizes && args.has(f))
+      throw Error(std::string("--") + f + " needs an optimizing method (loopq with component D, or learned-static)");
+  qc.optimize.steps = args.get_int("opt-steps", qc.optimize.steps, 0, 1000000);
+  qc.optimize.lr = args.get_double("opt-lr", qc.optimize.lr, 1e-9, 1.0);
+  qc.optimize.kl_weight = args.get_double("opt-kl", qc.optimize.kl_weight, 0.0, 1e6);
+  qc.optimize.batch = args.get_int("opt-batch", qc.optimize.batch, 1, 4096);
+  qc.optimize.seqlen = args.get_int("opt-seqlen", qc.optimize.seqlen, 2, 1 << 20);
+  qc.optimize.learn_weight_clipping = !args.has("no-lwc");
+  if (quant::needs_calibration(qc) && !args.has("calib"))
+    throw Error(std::string(quant::method_name(qc.method)) + (qc.act.static_scale && !loopq ? " with --act-mode static" : "") +
+                " needs --calib FILE (calibration text, e.g. the train split)");
   if (args.has("calib") && !fs::is_regular_file(args.get("calib")))
     throw Error("--calib " + args.get("calib") + ": not a readable file");
   const int64_t nsamples = args.get_int("nsamples", 128, 1, 1 << 20);
   const int64_t batch = args.get_int("batch", 8, 1, 4096);
   const uint64_t seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));
+  qc.optimize.seed = seed;
 
   OuroModel model = load_model_from_args(args);
   const LoopLMConfig& c = model.config();
@@ -131,9 +176,10 @@ int cmd_quantize(int argc, char** argv) {
   quant::PtqReport report = quant::quantize_model(model, qc, windows, run);
   model.to(at::kCPU);
   quant::save_quantized_model(model, qc, out, model_dir_of(model_dir));
-  std::printf("wrote %s: %s W%dA%dKV%d, %.1f s (calibration %.1f s over %lld passes)\n", out.c_str(),
-              quant::method_name(qc.method), qc.w_bits, qc.act.bits, qc.kv.bits, report.quantize_seconds,
-              report.calibration_seconds, (long long)report.calibration_passes);
+  std::printf("wrote %s: %s%s W%dA%dKV%d (%s activations), %.1f s (calibration %.1f s over %lld passes)\n",
+              out.c_str(), quant::method_name(qc.method), loopq ? ("-" + qc.loopq.components()).c_str() : "",
+              qc.w_bits, qc.act.bits, qc.kv.bits, qc.act.static_scale ? "static" : "dynamic",
+              report.quantize_seconds, report.calibration_seconds, (long long)report.calibration_passes);
   return 0;
 }
 

@@ -78,4 +78,14 @@ void check_ids_in_vocab(const std::vector<int64_t>& ids, const LoopLMConfig& con
                   std::to_string(config.vocab_size));
 }
 
+void check_output_path(const std::string& path, const char* flag) {
+  if (path.empty()) throw Error(std::string("--") + flag + " needs a file name");
+  fs::path p(path);
+  fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent))
+    throw Error(std::string("--") + flag + " " + path + ": directory " + parent.string() +
+                " does not exist");
+  if (fs::is_directory(p)) throw Error(std::string("--") + flag + " " + path + ": is a directory");
+}
+
 }  // namespace loopq::cli

@@ -23,6 +23,8 @@ ForwardOptions forward_options_from_args(const Args& args, const OuroModel& mode
 std::unique_ptr<tok::Tokenizer> load_model_tokenizer(const std::string& model_dir);
 // Ids from --ids or --text (exactly one). Ids are checked against the vocabulary.
 std::vector<int64_t> ids_from_args(const Args& args, const OuroModel& model);
+// Fails before any work when an output file (--FLAG PATH) cannot be created later.
+void check_output_path(const std::string& path, const char* flag);
 // Throws unless every id is inside the model's vocabulary.
 void check_ids_in_vocab(const std::vector<int64_t>& ids, const LoopLMConfig& config);
 // Checks a tokenizer can feed a model: every id it can emit exists in the model's embedding.

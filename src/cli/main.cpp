@@ -27,8 +27,9 @@ const Command kCommands[] = {
     {"train", loopq::cli::cmd_train, "pretrain a looped LM from scratch (CPU or CUDA)"},
     {"init", loopq::cli::cmd_init, "write a randomly initialised checkpoint for a config"},
     {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
-    {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot)"},
+    {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot, LoopQ, learned-static)"},
     {"calib-stats", loopq::cli::cmd_calib_stats, "per-loop activation statistics of every linear input"},
+    {"diagnose", loopq::cli::cmd_diagnose, "per-loop error of quantized models against the FP reference"},
 };
 
 void usage(FILE* out) {

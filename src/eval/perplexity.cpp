@@ -17,6 +17,10 @@ double PerplexityResult::bits_per_byte(size_t r) const {
   return bytes > 0 ? nll.at(r) / std::log(2.0) / double(bytes) : 0.0;
 }
 
+double PerplexityResult::top1_accuracy(size_t r) const {
+  return tokens > 0 ? double(top1.at(r)) / double(tokens) : 0.0;
+}
+
 int64_t count_windows(int64_t num_tokens, int64_t seqlen, int64_t nsamples) {
   if (seqlen < 1) return 0;
   int64_t n = num_tokens / seqlen;
@@ -40,6 +44,7 @@ PerplexityResult evaluate_perplexity(const OuroModel& model, const std::vector<i
   res.seqlen = S;
   res.windows = count_windows(int64_t(ids.size()), S, options.nsamples);
   res.nll.assign(options.per_loop ? size_t(res.loops + 1) : 1, 0.0);
+  res.top1.assign(res.nll.size(), 0);
 
   auto opts = at::TensorOptions().dtype(at::kLong);
   const at::Tensor rows = at::zeros({S - 1}, opts);
@@ -52,7 +57,11 @@ PerplexityResult evaluate_perplexity(const OuroModel& model, const std::vector<i
     TokenScores sc =
         score_positions(model, run, mode, rows, cols, targets, options.forward.hooks, options.per_loop);
     at::Tensor sums = sc.logprob.sum(1);  // [R]
-    for (size_t r = 0; r < res.nll.size(); ++r) res.nll[r] -= sums[int64_t(r)].item<double>();
+    const at::Tensor hits = sc.greedy.sum(1);  // [R]
+    for (size_t r = 0; r < res.nll.size(); ++r) {
+      res.nll[r] -= sums[int64_t(r)].item<double>();
+      res.top1[r] += hits[int64_t(r)].item<int64_t>();
+    }
     for (int64_t j = 1; j < S; ++j) res.bytes += token_bytes(window[size_t(j)]);
     res.tokens += S - 1;
     if (progress) progress(w + 1, res.windows);

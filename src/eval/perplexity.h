@@ -7,7 +7,8 @@
 //   ppl           = exp(sum NLL / tokens), NLL in nats, log-softmax in float64
 //   bits_per_byte = (sum NLL / ln 2) / bytes, where bytes = the UTF-8 bytes the scored tokens
 //                   decode to (each token's raw bytes, summed over scored positions only)
-// Both are reported for every readout (each loop's LM head and the exit selection) from one
+//   top1          = fraction of scored tokens whose target is the readout's argmax (first max)
+// All are reported for every readout (each loop's LM head and the exit selection) from one
 // forward per window.
 #include <cstdint>
 #include <functional>
@@ -31,9 +32,11 @@ struct PerplexityResult {
   int64_t tokens = 0;      // scored tokens = windows * (seqlen - 1)
   int64_t bytes = 0;       // UTF-8 bytes of the scored tokens
   std::vector<double> nll; // per readout: summed NLL in nats
+  std::vector<int64_t> top1;  // per readout: scored tokens whose target is the argmax
 
   double ppl(size_t readout) const;
   double bits_per_byte(size_t readout) const;
+  double top1_accuracy(size_t readout) const;  // next-token accuracy (fraction)
   size_t exit_readout() const { return nll.size() - 1; }
   bool has_per_loop() const { return nll.size() > 1; }
 };

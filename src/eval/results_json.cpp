@@ -10,6 +10,7 @@ json perplexity_json(const PerplexityResult& r, const std::string& file, const s
   const size_t e = r.exit_readout();
   j["ppl"] = r.ppl(e);
   j["bits_per_byte"] = r.bits_per_byte(e);
+  j["top1"] = r.top1_accuracy(e);
   j["nll_sum"] = r.nll[e];
   j["tokens"] = r.tokens;
   j["bytes"] = r.bytes;
@@ -23,7 +24,8 @@ json perplexity_json(const PerplexityResult& r, const std::string& file, const s
   for (int64_t t = 0; r.has_per_loop() && t < r.loops; ++t)
     j["per_loop"].push_back({{"loop", t + 1},
                              {"ppl", r.ppl(size_t(t))},
-                             {"bits_per_byte", r.bits_per_byte(size_t(t))}});
+                             {"bits_per_byte", r.bits_per_byte(size_t(t))},
+                             {"top1", r.top1_accuracy(size_t(t))}});
   return j;
 }
 

@@ -21,6 +21,10 @@ struct LoopHooks {
   virtual void on_linear_output(int loop, int layer, LinearSite site, at::Tensor& y) {
     (void)loop, (void)layer, (void)site, (void)y;
   }
+  // Residual stream entering / leaving physical layer `layer` in loop `loop`; either may be
+  // replaced (e.g. teacher forcing a layer with another model's input for a layer-local loss).
+  virtual void on_layer_input(int loop, int layer, at::Tensor& x) { (void)loop, (void)layer, (void)x; }
+  virtual void on_layer_output(int loop, int layer, at::Tensor& x) { (void)loop, (void)layer, (void)x; }
   // Normed state after loop `loop` (model.norm output): the next loop's input and the readout
   // input. The hook may replace it.
   virtual void on_loop_state(int loop, at::Tensor& state) { (void)loop, (void)state; }

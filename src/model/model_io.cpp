@@ -134,6 +134,7 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
     w.layers.push_back(std::move(L));
   }
   w.final_norm = take("model.norm.weight", {d});
+  if (options.extra_loader) options.extra_loader(w, take);
   // The gate may be absent in converted files (§8); then cdf/expected exit modes are unavailable.
   if (ckpt.has("model.early_exit_gate.weight") || ckpt.has("model.early_exit_gate.bias")) {
     w.exit_gate_weight = take("model.early_exit_gate.weight", {1, d});

@@ -33,6 +33,10 @@ struct LoadOptions {
   at::Device device = at::kCPU;
   LinearLoader linear_loader;            // unset: dense "<stem>.weight"
   std::vector<std::string> extra_names;  // further tensors the caller reads itself
+  // Reads further model tensors (e.g. per-loop state alignment) through the same shape-checked
+  // fp32 reader, which also marks them as expected.
+  std::function<void(OuroWeights&, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>&)>
+      extra_loader;
 };
 
 // Loads a model directory. Throws loopq::Error naming the missing/unknown/misshapen tensor.

@@ -80,6 +80,8 @@ void OuroModel::to(const at::Device& device) {
   mv(weights_.final_norm);
   mv(weights_.exit_gate_weight);
   mv(weights_.exit_gate_bias);
+  mv(weights_.state_weight);
+  mv(weights_.state_bias);
   mv(inv_freq_);
   weights_.lm_head->to(device);
   for (auto& L : weights_.layers) {
@@ -108,6 +110,14 @@ KVCache OuroModel::make_cache(int64_t batch, int64_t loops, int64_t capacity) co
   return KVCache(batch, resolve_loops(loops), config_.num_layers, config_.num_kv_heads,
                  config_.head_dim, capacity,
                  at::TensorOptions().dtype(at::kFloat).device(device()));
+}
+
+at::Tensor OuroModel::loop_state(const at::Tensor& h, int loop) const {
+  const at::Tensor& w = weights_.state_weight;
+  if (!w.defined()) return rms_norm(h, weights_.final_norm, config_.rms_norm_eps);
+  at::Tensor s = rms_norm(h, w[std::min<int64_t>(loop, w.size(0) - 1)], config_.rms_norm_eps);
+  const at::Tensor& b = weights_.state_bias;
+  return b.defined() ? s + b[std::min<int64_t>(loop, b.size(0) - 1)] : s;
 }
 
 at::Tensor OuroModel::readout(const at::Tensor& state, int loop, LoopHooks* hooks) const {
@@ -201,9 +211,12 @@ ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& op
   ForwardResult r;
   at::Tensor x = weights_.embed.index_select(0, ids_dev.reshape({-1})).view({B, S, -1});
   for (int64_t t = 0; t < T; ++t) {
-    for (int64_t l = 0; l < config_.num_layers; ++l)
+    for (int64_t l = 0; l < config_.num_layers; ++l) {
+      if (opt.hooks) opt.hooks->on_layer_input(int(t), int(l), x);
       x = layer_forward(x, int(t), int(l), cos, sin, allowed, cache, opt.hooks);
-    x = rms_norm(x, weights_.final_norm, config_.rms_norm_eps);
+      if (opt.hooks) opt.hooks->on_layer_output(int(t), int(l), x);
+    }
+    x = loop_state(x, int(t));
     if (opt.hooks) opt.hooks->on_loop_state(int(t), x);
     r.states.push_back(x);
   }

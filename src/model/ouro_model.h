@@ -35,6 +35,10 @@ struct OuroWeights {
   LinearPtr lm_head;                   // [V, d]
   at::Tensor exit_gate_weight;         // [1, d] (undefined when absent)
   at::Tensor exit_gate_bias;           // [1]
+  // Optional per-loop state alignment (LoopQ C): loop t's state is
+  // rms_norm(h, state_weight[p]) + state_bias[p] with p = min(t, P - 1), replacing model.norm.
+  at::Tensor state_weight;             // [P, d] (undefined: model.norm for every loop)
+  at::Tensor state_bias;               // [P, d] (undefined: no bias)
 };
 
 struct ForwardOptions {
@@ -66,6 +70,8 @@ class OuroModel {
 
   KVCache make_cache(int64_t batch, int64_t loops, int64_t capacity) const;
   int64_t resolve_loops(int64_t loops) const { return loops > 0 ? loops : config_.total_ut_steps; }
+  // Loop `loop`'s normed state from the residual stream h: model.norm, or the per-loop alignment.
+  at::Tensor loop_state(const at::Tensor& h, int loop) const;
   // Logits of one normed state [.., d] -> [.., V] (the LM head).
   at::Tensor readout(const at::Tensor& state, int loop, LoopHooks* hooks = nullptr) const;
   bool has_exit_gate() const { return weights_.exit_gate_weight.defined(); }

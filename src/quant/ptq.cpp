@@ -2,12 +2,18 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "eval/progress.h"
+#include "quant/act_calibration.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
+#include "quant/output_affine.h"
 #include "quant/quarot.h"
+#include "quant/selective_rotation.h"
 #include "quant/smoothquant.h"
+#include "quant/state_alignment.h"
+#include "quant/trajectory_opt.h"
 #include "util/error.h"
 
 namespace loopq::quant {
@@ -50,6 +56,32 @@ std::vector<std::vector<std::pair<int64_t, InputGroup>>> gptq_stages(int64_t lay
   return stages;
 }
 
+// A deep copy of a dense model: the FP reference that LoopQ's trajectory passes compare against.
+OuroModel dense_copy(const OuroModel& m) {
+  OuroWeights w = m.weights();
+  auto cl = [](at::Tensor& t) {
+    if (t.defined()) t = t.clone();
+  };
+  cl(w.embed), cl(w.final_norm), cl(w.exit_gate_weight), cl(w.exit_gate_bias);
+  for (auto& L : w.layers) {
+    cl(L.input_norm), cl(L.attn_out_norm), cl(L.ffn_in_norm), cl(L.ffn_out_norm);
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      LinearPtr& op = L.linear(LinearSite(s));
+      if (!dynamic_cast<const DenseLinear*>(op.get())) throw Error("quantize: the model must be dense (FP)");
+      op = std::make_shared<DenseLinear>(op->dense_weight().clone());
+    }
+  }
+  return OuroModel(m.config(), std::move(w));
+}
+
+void timed(const PtqRunOptions& run, PtqReport& report, const std::string& what, const std::function<void()>& f) {
+  const auto t0 = Clock::now();
+  f();
+  const double s = since(t0);
+  report.pass_seconds.push_back({what, s});
+  if (run.progress) std::fprintf(stderr, "quantize: %s (%.1f s)\n", what.c_str(), s);
+}
+
 }  // namespace
 
 LinearParts linear_parts(const LinearPtr& op) {
@@ -57,6 +89,11 @@ LinearParts linear_parts(const LinearPtr& op) {
   if (auto* q = dynamic_cast<const QuantLinear*>(op.get())) return {q->dense_weight(), q->rotation()};
   if (dynamic_cast<const DenseLinear*>(op.get())) return {op->dense_weight(), InputRotation{}};
   throw Error("quantize: unsupported linear kind '" + op->kind() + "'");
+}
+
+bool needs_calibration(const QuantConfig& cfg) {
+  const Recipe r = recipe_of(cfg);
+  return r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
 }
 
 void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
@@ -70,6 +107,41 @@ void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
     model.set_attention_transform(nullptr);
 }
 
+Recipe recipe_of(const QuantConfig& cfg) {
+  Recipe r;
+  const bool acts = cfg.act.enabled();
+  switch (cfg.method) {
+    case Method::RTN: break;
+    case Method::SmoothQuant: r.smooth = true; break;
+    case Method::GPTQ: r.gptq = true; break;
+    case Method::QuaRotRTN: r.rotate = true; break;
+    case Method::QuaRotGPTQ: r.rotate = r.gptq = true; break;
+    case Method::LoopQ: {
+      const LoopQSpec& q = cfg.loopq;
+      r.rotate = true;
+      r.select_rotations = q.B;
+      r.gptq = q.gptq_weights;
+      r.per_loop = true;
+      r.calibrate_acts = acts && (cfg.act.static_scale || q.A);
+      r.fit_affine = q.A;
+      r.align_states = q.C;
+      r.optimize = q.D;
+      r.trajectory_loss = true;
+      return r;
+    }
+    case Method::LearnedStatic:
+      // LoopQ's backbone and parameter types, one set per site for all loops, layer-local loss.
+      r.rotate = true;
+      r.gptq = cfg.loopq.gptq_weights;
+      r.calibrate_acts = acts;
+      r.fit_affine = r.align_states = r.optimize = true;
+      r.trajectory_loss = false;
+      return r;
+  }
+  r.calibrate_acts = acts && cfg.act.static_scale;  // static scales, pooled over loops
+  return r;
+}
+
 PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& windows, const PtqRunOptions& run) {
   const auto t0 = Clock::now();
   const LoopLMConfig& c = model.config();
@@ -78,22 +150,45 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
   auto log = [&](const std::string& s) {
     if (run.progress) std::fprintf(stderr, "quantize: %s\n", s.c_str());
   };
-  const bool needs_calibration = cfg.method == Method::SmoothQuant || uses_gptq(cfg.method);
-  if (needs_calibration && (!windows.defined() || windows.size(0) == 0))
+  if (needs_calibration(cfg) && (!windows.defined() || windows.size(0) == 0))
     throw Error(std::string(method_name(cfg.method)) + " needs calibration data (--calib)");
+  const Recipe recipe = recipe_of(cfg);
+  const int64_t T = c.total_ut_steps, P = recipe.per_loop ? T : 1;
+  // The FP model the trajectory passes compare against.
+  std::unique_ptr<OuroModel> reference;
+  if (recipe.align_states || recipe.optimize) reference = std::make_unique<OuroModel>(dense_copy(model));
 
-  if (uses_rotation(cfg.method)) {
+  if (recipe.rotate) {
     quarot_rotate_model(model, cfg.rotation_seed);
     cfg.kv.rotate_qk = cfg.kv.bits < 16;  // R3 only matters when K is quantized
     log("rotated (QuaRot, seed " + std::to_string(cfg.rotation_seed) + ")");
   }
-  if (cfg.method == Method::SmoothQuant) {
+  if (recipe.select_rotations) {
+    timed(run, report, "B: selective rotation", [&] {
+      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
+      RotationChoice choice = select_rotations(model, samples, weight_grid(cfg), cfg.act, recipe.per_loop);
+      cfg.rotate_groups = choice.rotate;
+      cfg.rotation_report = choice.report;
+    });
+    int kept = 0;
+    for (const auto& g : cfg.rotate_groups) kept += g[0] + g[1] + g[2] + g[3];
+    log("B kept " + std::to_string(kept) + " of " + std::to_string(cfg.rotate_groups.size() * 4) + " online rotations");
+  }
+  if (recipe.smooth) {
     CalibrationOptions o;
     o.hessian = false;
     auto stats = calibrate(model, windows, o, run, "calibrate (absmax)", report);
     apply_smoothquant(model, stats, cfg.smooth_alpha);
     log("smoothed, alpha " + std::to_string(cfg.smooth_alpha));
   }
+  // FP weights in each linear's final basis: the output affine's least-squares target and the
+  // weights an RTN backbone re-rounds from under learned clipping.
+  std::vector<std::vector<at::Tensor>> fp_weights;
+  if (recipe.fit_affine || recipe.optimize)
+    for (const auto& L : model.weights().layers) {
+      fp_weights.emplace_back();
+      for (int s = 0; s < kNumLayerSites; ++s) fp_weights.back().push_back(linear_parts(L.linear(LinearSite(s))).weight.clone());
+    }
 
   const Grid grid = weight_grid(cfg);
   auto& layers = model.weights().layers;
@@ -126,7 +221,7 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     L.linear(site) = std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, parts.rotation);
   };
 
-  if (uses_gptq(cfg.method)) {
+  if (recipe.gptq) {
     const auto stages = gptq_stages(c.num_layers, cfg.sequential);
     for (size_t si = 0; si < stages.size(); ++si) {
       CalibrationOptions o;
@@ -146,7 +241,39 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     for (auto& L : layers)
       for (int s = 0; s < kNumLayerSites; ++s) quantize_site(L, LinearSite(s), at::Tensor());
   }
+  // calibrate_acts: static scales or clip ratios, pooled or per loop, on the weight-quantized
+  // model with activations still in FP.
+  if (recipe.calibrate_acts) {
+    timed(run, report, std::string("calibrate activations (") + (cfg.act.static_scale ? "static scales" : "clip ratios") +
+                           (recipe.per_loop ? ", per loop)" : ", pooled)"), [&] {
+      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
+      cfg.act_param_sets = calibrate_activations(model, samples, cfg.act, recipe.per_loop);
+    });
+  }
   install_runtime_quantizers(model, cfg);
+  if (recipe.fit_affine)
+    timed(run, report, std::string("output affine (least squares, ") + (recipe.per_loop ? "per loop)" : "pooled)"), [&] {
+      cfg.out_affine_sets = fit_output_affine(model, fp_weights, windows, run.batch_size, recipe.per_loop);
+    });
+  if (recipe.align_states)
+    timed(run, report, std::string("state alignment (closed form, ") + (recipe.per_loop ? "per loop)" : "pooled)"), [&] {
+      align_states(model, *reference, windows, run.batch_size, recipe.per_loop);
+      cfg.state_sets = P;
+    });
+  if (recipe.optimize)
+    timed(run, report, std::string("optimize (") + (recipe.trajectory_loss ? "trajectory" : "layer-local") + " loss, " +
+                           std::to_string(cfg.optimize.steps) + " steps)", [&] {
+      TrajectoryOptions o = cfg.optimize;
+      o.trajectory = recipe.trajectory_loss;
+      o.rtn_backbone = !recipe.gptq;
+      o.progress = run.progress;
+      TrajectoryReport tr = optimize_adaptations(model, *reference, windows, fp_weights, o);
+      if (!tr.loss.empty()) {
+        cfg.optimize_report = {{"loss_first", tr.loss.front()}, {"loss_last", tr.loss.back()},
+                               {"parameters", tr.parameters}, {"loss", tr.loss}};
+        log("optimize: loss " + std::to_string(tr.loss.front()) + " -> " + std::to_string(tr.loss.back()));
+      }
+    });
   report.quantize_seconds = since(t0);
   cfg.quantize_seconds = report.quantize_seconds;
   return report;

@@ -7,6 +7,8 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/ouro_model.h"
 #include "quant/quant_config.h"
@@ -23,7 +25,24 @@ struct PtqReport {
   double quantize_seconds = 0;     // everything, including calibration
   int64_t calibration_passes = 0;
   double gptq_hessian_error = 0;   // sum over linears (GPTQ only)
+  std::vector<std::pair<std::string, double>> pass_seconds;  // the timed passes, in order
 };
+
+// Which passes a method runs (design-notes §1): the static baselines, every LoopQ ablation row
+// and learned-static differ only here, in this order:
+//   rotate -> select_rotations (B) -> smooth -> quantize weights (RTN | GPTQ) -> calibrate_acts
+//   -> fit_affine -> align_states -> optimize (trajectory or layer-local loss)
+// per_loop: the activation parameters, output affines and state alignment get one set per loop
+// (LoopQ) instead of one set for all loops (learned-static, and static scales of the baselines).
+struct Recipe {
+  bool rotate = false, select_rotations = false, smooth = false, gptq = false;
+  bool calibrate_acts = false, per_loop = false;
+  bool fit_affine = false, align_states = false, optimize = false, trajectory_loss = false;
+};
+Recipe recipe_of(const QuantConfig& cfg);
+
+// Whether `cfg` needs calibration windows (SmoothQuant, GPTQ, static activations, LoopQ).
+bool needs_calibration(const QuantConfig& cfg);
 
 // Quantizes `model` in place. `windows` [n, seqlen] are the calibration token windows (unused by
 // RTN). The model must be dense (as loaded). cfg.quantize_seconds is filled in.

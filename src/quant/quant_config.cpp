@@ -1,5 +1,7 @@
 #include "quant/quant_config.h"
 
+#include <cctype>
+
 #include "util/error.h"
 
 namespace loopq::quant {
@@ -10,7 +12,10 @@ Method parse_method(const std::string& name) {
   if (name == "gptq") return Method::GPTQ;
   if (name == "quarot-rtn") return Method::QuaRotRTN;
   if (name == "quarot-gptq") return Method::QuaRotGPTQ;
-  throw Error("unknown quantization method '" + name + "' (rtn, smoothquant, gptq, quarot-rtn, quarot-gptq)");
+  if (name == "loopq") return Method::LoopQ;
+  if (name == "learned-static") return Method::LearnedStatic;
+  throw Error("unknown quantization method '" + name +
+              "' (rtn, smoothquant, gptq, quarot-rtn, quarot-gptq, loopq, learned-static)");
 }
 
 const char* method_name(Method m) {
@@ -20,8 +25,40 @@ const char* method_name(Method m) {
     case Method::GPTQ: return "gptq";
     case Method::QuaRotRTN: return "quarot-rtn";
     case Method::QuaRotGPTQ: return "quarot-gptq";
+    case Method::LoopQ: return "loopq";
+    case Method::LearnedStatic: return "learned-static";
   }
   return "?";
+}
+
+std::string LoopQSpec::components() const {
+  std::string s;
+  if (A) s += 'A';
+  if (B) s += 'B';
+  if (C) s += 'C';
+  if (D) s += 'D';
+  return s;
+}
+
+LoopQSpec LoopQSpec::parse(const std::string& letters, bool gptq) {
+  LoopQSpec spec;
+  spec.A = spec.B = spec.C = spec.D = false;
+  spec.gptq_weights = gptq;
+  std::string seen;
+  for (char ch : letters) {
+    if (ch == ',' || ch == '+') continue;
+    const char c = char(std::toupper(static_cast<unsigned char>(ch)));
+    if (seen.find(c) != std::string::npos) throw Error(std::string("--loopq-components: '") + c + "' given twice");
+    seen += c;
+    switch (c) {
+      case 'A': spec.A = true; break;
+      case 'B': spec.B = true; break;
+      case 'C': spec.C = true; break;
+      case 'D': spec.D = true; break;
+      default: throw Error(std::string("--loopq-components: unknown component '") + ch + "' (letters A, B, C, D)");
+    }
+  }
+  return spec;
 }
 
 void QuantConfig::validate(int64_t hidden, int64_t intermediate, int64_t q_dim, int64_t kv_dim) const {
@@ -44,6 +81,14 @@ void QuantConfig::validate(int64_t hidden, int64_t intermediate, int64_t q_dim, 
   if (block_size <= 0) throw Error("--block-size must be positive");
   if (sequential != "none" && sequential != "layer" && sequential != "sublayer")
     throw Error("--sequential must be none, layer or sublayer");
+  if (act.static_scale) {
+    if (!act.enabled()) throw Error("--act-mode static needs activation quantization (--a-bits below 16)");
+    if (!act.symmetric) throw Error("--act-mode static uses a symmetric grid; drop --a-asym");
+    if (act.group_size > 0) throw Error("--act-mode static is per tensor; drop --a-group-size");
+  }
+  if (act_samples < 16) throw Error("--act-samples must be >= 16");
+  for (int64_t p : {act_param_sets, out_affine_sets, state_sets})
+    if (p < 0 || p > 1024) throw Error("quantization_config: adaptation set count out of range");
 }
 
 nlohmann::json QuantConfig::to_json() const {
@@ -54,11 +99,31 @@ nlohmann::json QuantConfig::to_json() const {
   j["weights"] = {{"bits", w_bits}, {"symmetric", w_symmetric}, {"group_size", w_group_size},
                   {"mse_clip_search", w_clip_search}, {"packing", w_bits <= 4 ? "int4_low_nibble_even" : "int8"}};
   j["activations"] = {{"bits", act.bits}, {"symmetric", act.symmetric}, {"clip", act.clip},
-                      {"group_size", act.group_size}, {"granularity", "per_token_dynamic"}};
+                      {"group_size", act.group_size},
+                      {"mode", act.static_scale ? "static" : "dynamic"},
+                      {"granularity", act.static_scale ? "per_tensor_static" : "per_token_dynamic"},
+                      {"search_rows", act_samples}};
+  j["adaptations"] = {{"act_param_sets", act_param_sets}, {"out_affine_sets", out_affine_sets},
+                      {"state_sets", state_sets}};
   j["kv_cache"] = {{"bits", kv.bits}, {"symmetric", kv.symmetric}, {"group_size", kv.group_size},
                    {"clip", kv.clip}, {"qk_head_hadamard", kv.rotate_qk}, {"per_loop", true}};
   if (method == Method::SmoothQuant) j["smoothquant"] = {{"alpha", smooth_alpha}};
-  if (uses_gptq(method))
+  if (method == Method::LoopQ)
+    j["loopq"] = {{"components", loopq.components()}, {"weights", loopq.gptq_weights ? "gptq" : "rtn"}};
+  if (method == Method::LearnedStatic) j["learned_static"] = {{"weights", loopq.gptq_weights ? "gptq" : "rtn"}};
+  if ((method == Method::LoopQ && loopq.D) || method == Method::LearnedStatic)
+    j["optimize"] = {{"loss", method == Method::LoopQ ? "trajectory" : "layer_local"},
+                     {"steps", optimize.steps}, {"batch", optimize.batch}, {"seqlen", optimize.seqlen},
+                     {"lr", optimize.lr}, {"kl_weight", optimize.kl_weight}, {"seed", optimize.seed},
+                     {"weight_clipping", optimize.learn_weight_clipping}, {"report", optimize_report}};
+  if (!rotate_groups.empty()) {
+    nlohmann::json mask = nlohmann::json::array();
+    for (const auto& g : rotate_groups) mask.push_back({g[0], g[1], g[2], g[3]});
+    j["selective_rotation"] = {{"groups", {"attn_in", "o_in", "mlp_in", "down_in"}}, {"rotate", mask},
+                               {"measurements", rotation_report}};
+  }
+  if (method == Method::GPTQ || method == Method::QuaRotGPTQ ||
+      ((method == Method::LoopQ || method == Method::LearnedStatic) && loopq.gptq_weights))
     j["gptq"] = {{"percdamp", percdamp}, {"block_size", block_size}, {"act_order", act_order},
                  {"static_groups", w_group_size > 0}, {"sequential", sequential}};
   if (uses_rotation(method))
@@ -87,6 +152,43 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
     c.act.symmetric = a.at("symmetric").get<bool>();
     c.act.clip = a.at("clip").get<double>();
     c.act.group_size = a.value("group_size", int64_t(0));
+    const std::string mode = a.value("mode", std::string("dynamic"));
+    if (mode != "dynamic" && mode != "static") throw Error("activations.mode must be dynamic or static");
+    c.act.static_scale = mode == "static";
+    c.act_samples = a.value("search_rows", int64_t(1024));
+    if (j.contains("adaptations")) {
+      const auto& ad = j["adaptations"];
+      c.act_param_sets = ad.value("act_param_sets", int64_t(0));
+      c.out_affine_sets = ad.value("out_affine_sets", int64_t(0));
+      c.state_sets = ad.value("state_sets", int64_t(0));
+    }
+    if (j.contains("loopq")) {
+      const auto& lq = j["loopq"];
+      const std::string wq = lq.value("weights", std::string("gptq"));
+      if (wq != "gptq" && wq != "rtn") throw Error("loopq.weights must be gptq or rtn");
+      c.loopq = LoopQSpec::parse(lq.at("components").get<std::string>(), wq == "gptq");
+    }
+    if (j.contains("learned_static"))
+      c.loopq.gptq_weights = j["learned_static"].value("weights", std::string("gptq")) == "gptq";
+    if (j.contains("optimize")) {
+      const auto& o = j["optimize"];
+      c.optimize.steps = o.value("steps", c.optimize.steps);
+      c.optimize.batch = o.value("batch", c.optimize.batch);
+      c.optimize.seqlen = o.value("seqlen", c.optimize.seqlen);
+      c.optimize.lr = o.value("lr", c.optimize.lr);
+      c.optimize.kl_weight = o.value("kl_weight", c.optimize.kl_weight);
+      c.optimize.seed = o.value("seed", c.optimize.seed);
+      c.optimize.learn_weight_clipping = o.value("weight_clipping", true);
+      c.optimize_report = o.value("report", nlohmann::json());
+    }
+    if (j.contains("selective_rotation")) {
+      const auto& sr = j["selective_rotation"];
+      for (const auto& row : sr.at("rotate")) {
+        if (!row.is_array() || row.size() != 4) throw Error("selective_rotation.rotate rows must hold 4 booleans");
+        c.rotate_groups.push_back({row[0].get<bool>(), row[1].get<bool>(), row[2].get<bool>(), row[3].get<bool>()});
+      }
+      c.rotation_report = sr.value("measurements", nlohmann::json());
+    }
     const auto& kv = j.at("kv_cache");
     c.kv.bits = kv.at("bits").get<int>();
     c.kv.symmetric = kv.at("symmetric").get<bool>();

@@ -3,19 +3,36 @@
 // its config.json (and read back by the loader).
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "quant/kv_quant.h"
 #include "quant/quant_linear.h"
+#include "quant/trajectory_opt.h"
 
 namespace loopq::quant {
 
-enum class Method { RTN, SmoothQuant, GPTQ, QuaRotRTN, QuaRotGPTQ };
-Method parse_method(const std::string& name);  // "rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq"
+enum class Method { RTN, SmoothQuant, GPTQ, QuaRotRTN, QuaRotGPTQ, LoopQ, LearnedStatic };
+// "rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq", "loopq", "learned-static"
+Method parse_method(const std::string& name);
 const char* method_name(Method m);
-inline bool uses_gptq(Method m) { return m == Method::GPTQ || m == Method::QuaRotGPTQ; }
-inline bool uses_rotation(Method m) { return m == Method::QuaRotRTN || m == Method::QuaRotGPTQ; }
+inline bool uses_rotation(Method m) {
+  return m == Method::QuaRotRTN || m == Method::QuaRotGPTQ || m == Method::LoopQ || m == Method::LearnedStatic;
+}
+
+// LoopQ's components (loopq-method.md §5) and its backbone. The backbone is QuaRot's rotations
+// with GPTQ (or RTN) weights; A-D add loop-aware passes on top of it.
+struct LoopQSpec {
+  bool A = true;  // per-loop activation parameters (static scales / clip ratios) + per-loop output affine
+  bool B = true;  // selective rotation: keep an online rotation only where it measurably helps
+  bool C = true;  // per-loop state alignment (model.norm weight + bias per loop)
+  bool D = true;  // trajectory-aware optimization
+  bool gptq_weights = true;  // false: RTN
+  std::string components() const;  // e.g. "ABCD"
+  static LoopQSpec parse(const std::string& letters, bool gptq);
+};
 
 struct QuantConfig {
   Method method = Method::RTN;
@@ -35,6 +52,24 @@ struct QuantConfig {
   std::string sequential = "layer";  // none | layer | sublayer
   // QuaRot
   uint64_t rotation_seed = 0;
+  // LoopQ
+  LoopQSpec loopq;
+  // Activation-parameter search: calibration rows kept per (layer, input, loop).
+  int64_t act_samples = 1024;
+  // Per-(layer, input group) online-rotation decisions ([layer][attn_in, o_in, mlp_in, down_in]);
+  // empty = every rotation of the method is on. B's measurements stay in `rotation_report`.
+  std::vector<std::array<bool, 4>> rotate_groups;
+  nlohmann::json rotation_report;
+  // Leading size P of the stored adaptation tensors (0: none; 1: one set for all loops; T: per loop).
+  int64_t act_param_sets = 0;   // static scales or clip ratios per site
+  int64_t out_affine_sets = 0;  // output scale / bias per site
+  int64_t state_sets = 0;       // state alignment
+  // The optimize pass (LoopQ D, learned-static) and what it reported.
+  TrajectoryOptions optimize;
+  nlohmann::json optimize_report;
+  bool group_rotated(int64_t layer, int group) const {
+    return rotate_groups.empty() || rotate_groups.at(size_t(layer))[size_t(group)];
+  }
   // Calibration record
   std::string calib_file;
   int64_t nsamples = 0, seqlen = 0;

@@ -1,5 +1,7 @@
 #include "quant/quant_linear.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include "util/error.h"
 
 namespace loopq::quant {
@@ -49,10 +51,50 @@ QuantizedWeight rtn_quantize(const at::Tensor& weight, const Grid& grid, int64_t
   return q;
 }
 
-at::Tensor prepare_input(const at::Tensor& x, const InputRotation& rotation, const ActQuant& act) {
-  at::Tensor y = rotation.apply(x);
-  if (act.enabled())
-    y = fake_quant_activation(y, Grid{act.bits, act.symmetric}, act.clip, act.group_size);
+int64_t SiteAdaptation::bytes() const {
+  int64_t n = 0;
+  for (const at::Tensor* t : {&act_scale, &act_clip, &out_scale, &out_bias})
+    if (t->defined()) n += t->numel() * 4;
+  return n;
+}
+
+void SiteAdaptation::to(const at::Device& device) {
+  for (at::Tensor* t : {&act_scale, &act_clip, &out_scale, &out_bias})
+    if (t->defined()) *t = t->to(device);
+}
+
+at::Tensor quantize_input(const at::Tensor& y, const ActQuant& act, const SiteAdaptation* adapt, int loop) {
+  if (!act.enabled()) return y;
+  const Grid grid{act.bits, act.symmetric};
+  if (act.static_scale) {
+    if (!adapt || !adapt->act_scale.defined())
+      throw Error("static activation quantization without a calibrated scale");
+    return fake_quant_static(y, grid, adapt->act_scale[SiteAdaptation::pick(adapt->act_scale, loop)]);
+  }
+  if (adapt && adapt->act_clip.defined()) {
+    const at::Tensor& c = adapt->act_clip;
+    if (c.requires_grad()) {  // learned clip: scale = clip * absmax / qmax, differentiable in clip
+      if (!act.symmetric || act.group_size > 0) throw Error("learned clip ratios need symmetric per-token activations");
+      const double qmax = double(grid.qmax());
+      at::Tensor absmax = y.abs().amax(-1, true);
+      absmax = at::where(absmax == 0, at::full_like(absmax, qmax), absmax);
+      const at::Tensor scale = c[SiteAdaptation::pick(c, loop)] * absmax / qmax;
+      return at::clamp(ste_round(y / scale), double(grid.qmin()), qmax) * scale;
+    }
+    return fake_quant_activation(y, grid, c[SiteAdaptation::pick(c, loop)].item<double>(), act.group_size);
+  }
+  return fake_quant_activation(y, grid, act.clip, act.group_size);
+}
+
+at::Tensor prepare_input(const at::Tensor& x, const InputRotation& rotation, const ActQuant& act,
+                         const SiteAdaptation* adapt, int loop) {
+  return quantize_input(rotation.apply(x), act, adapt, loop);
+}
+
+at::Tensor apply_output_affine(const at::Tensor& out, const SiteAdaptation& a, int loop) {
+  at::Tensor y = out;
+  if (a.out_scale.defined()) y = y * a.out_scale[SiteAdaptation::pick(a.out_scale, loop)];
+  if (a.out_bias.defined()) y = y + a.out_bias[SiteAdaptation::pick(a.out_bias, loop)];
   return y;
 }
 
@@ -67,15 +109,46 @@ QuantLinear::QuantLinear(QuantizedWeight weight, ActQuant act, InputRotation rot
     throw Error("QuantLinear: head rotation does not match in_features");
 }
 
-at::Tensor QuantLinear::forward(const at::Tensor& x, int) const {
-  return at::linear(prepare_input(x, rotation_, act_), w_hat_, bias_);
+at::Tensor QuantLinear::forward(const at::Tensor& x, int loop) const {
+  const at::Tensor& w = weight_gain_.defined() ? current_weight() : w_hat_;
+  return apply_output_affine(at::linear(prepare_input(x, rotation_, act_, &adapt_, loop), w, bias_), adapt_, loop);
+}
+
+at::Tensor QuantLinear::current_weight() const {
+  const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
+  const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
+  const QParams p{weight_.params.scale * weight_gain_, weight_.params.zero};
+  const at::Tensor codes = fp_weight_.defined()
+                               ? quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), p, weight_.grid)
+                               : weight_.codes.reshape({rows, cols / gs, gs});
+  return dequantize(codes, p).reshape({rows, cols});
+}
+
+at::Tensor QuantLinear::begin_weight_learning(const at::Tensor& fp_weight) {
+  if (fp_weight.defined() && fp_weight.sizes() != weight_.codes.sizes())
+    throw Error("QuantLinear: the FP weight for learned clipping has the wrong shape");
+  fp_weight_ = fp_weight.defined() ? fp_weight.to(w_hat_.device(), at::kFloat).detach() : at::Tensor();
+  weight_gain_ = at::ones_like(weight_.params.scale).set_requires_grad(true);
+  return weight_gain_;
+}
+
+void QuantLinear::end_weight_learning() {
+  if (!weight_gain_.defined()) return;
+  at::NoGradGuard no_grad;
+  const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
+  const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
+  weight_.params.scale = (weight_.params.scale * weight_gain_).detach();
+  if (fp_weight_.defined())
+    weight_.codes = quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), weight_.params, weight_.grid).reshape({rows, cols});
+  weight_gain_ = fp_weight_ = at::Tensor();
+  w_hat_ = weight_.dequantized().contiguous();
 }
 
 int64_t QuantLinear::parameter_bytes() const {
   // What a packed deployment keeps: bits per code plus fp32 scales (and zeros).
   const int64_t code_bytes = (weight_.codes.numel() * weight_.grid.bits + 7) / 8;
   const int64_t param_bytes = weight_.params.scale.numel() * 4 * (weight_.grid.symmetric ? 1 : 2);
-  return code_bytes + param_bytes + (bias_.defined() ? bias_.numel() * 4 : 0);
+  return code_bytes + param_bytes + (bias_.defined() ? bias_.numel() * 4 : 0) + adapt_.bytes();
 }
 
 std::string QuantLinear::kind() const {
@@ -89,6 +162,7 @@ void QuantLinear::to(const at::Device& device) {
   weight_.params.zero = weight_.params.zero.to(device);
   w_hat_ = w_hat_.to(device);
   if (bias_.defined()) bias_ = bias_.to(device);
+  adapt_.to(device);
 }
 
 ActQuantDenseLinear::ActQuantDenseLinear(at::Tensor weight, ActQuant act, InputRotation rotation)

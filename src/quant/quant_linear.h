@@ -15,13 +15,29 @@
 
 namespace loopq::quant {
 
-// Dynamic per-token activation quantization (quantization-reference.md §2.4); 16 bits = off.
+// Activation quantization of a linear input; 16 bits = off. Dynamic: per token at run time
+// (quantization-reference.md §2.4), clip ratio `clip`. Static: one offline-calibrated scale per
+// tensor, held by the linear's SiteAdaptation (symmetric grid).
 struct ActQuant {
   int bits = 16;
   bool symmetric = true;
   double clip = 1.0;
   int64_t group_size = 0;
+  bool static_scale = false;
   bool enabled() const { return bits < 16; }
+};
+
+// What one linear site may carry beside its shared integer weight: every tensor has a leading
+// dimension P of parameter sets, P = 1 (one set for all loops, the static way) or P = T (one per
+// loop, LoopQ A); loop t uses set min(t, P - 1). Undefined tensors are off (identity).
+struct SiteAdaptation {
+  at::Tensor act_scale;  // [P] static activation scale
+  at::Tensor act_clip;   // [P] dynamic clip ratio (overrides ActQuant::clip)
+  at::Tensor out_scale;  // [P, out] per-output-channel gain in the GEMM epilogue
+  at::Tensor out_bias;   // [P, out] per-output-channel bias in the epilogue
+  static int64_t pick(const at::Tensor& t, int loop) { return std::min<int64_t>(loop, t.size(0) - 1); }
+  int64_t bytes() const;  // fp32 bytes of the defined tensors
+  void to(const at::Device& device);
 };
 
 // An online orthogonal map applied to a linear's input before quantization.
@@ -66,13 +82,26 @@ class QuantLinear final : public LinearOp {
   const ActQuant& act() const { return act_; }
   void set_act(const ActQuant& act) { act_ = act; }
   const InputRotation& rotation() const { return rotation_; }
+  const SiteAdaptation& adaptation() const { return adapt_; }
+  SiteAdaptation& adaptation() { return adapt_; }
+
+  // Learned weight clipping (LWC-style, LoopQ D and learned-static): a factor per scale
+  // ([out, groups, 1], starting at 1, shared by every loop). With `fp_weight` ([out, in], the
+  // weight the codes came from) the codes are re-rounded under the learned scales with a
+  // straight-through estimator (RTN backbone); without it the codes stay fixed (GPTQ backbone).
+  // Returns the factor, which requires grad. end_weight_learning() bakes it into codes and scales.
+  at::Tensor begin_weight_learning(const at::Tensor& fp_weight = {});
+  void end_weight_learning();
 
  private:
+  at::Tensor current_weight() const;  // dequantized weight under the learned factor
   QuantizedWeight weight_;
   ActQuant act_;
   InputRotation rotation_;
+  SiteAdaptation adapt_;
   at::Tensor bias_;
   at::Tensor w_hat_;  // cached dequantized weight [out, in] fp32
+  at::Tensor weight_gain_, fp_weight_;  // only while learning
 };
 
 // A dense-weight linear whose input is still rotated and quantized: the A-only side (WxA16 is
@@ -96,7 +125,13 @@ class ActQuantDenseLinear final : public LinearOp {
   InputRotation rotation_;
 };
 
-// Rotation then per-token quantization of a linear input (shared by both classes).
-at::Tensor prepare_input(const at::Tensor& x, const InputRotation& rotation, const ActQuant& act);
+// Rotation then activation quantization of a linear input (shared by both classes); `adapt`
+// supplies loop `loop`'s static scale or clip ratio when it has them.
+at::Tensor prepare_input(const at::Tensor& x, const InputRotation& rotation, const ActQuant& act,
+                         const SiteAdaptation* adapt = nullptr, int loop = 0);
+// Quantizes an already rotated input with loop `loop`'s parameters.
+at::Tensor quantize_input(const at::Tensor& y, const ActQuant& act, const SiteAdaptation* adapt, int loop);
+// The epilogue: out * out_scale[loop] + out_bias[loop] when defined.
+at::Tensor apply_output_affine(const at::Tensor& out, const SiteAdaptation& adapt, int loop);
 
 }  // namespace loopq::quant

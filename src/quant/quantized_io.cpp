@@ -9,6 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "quant/calibration.h"
 #include "quant/ptq.h"
 #include "quant/quarot.h"
 #include "util/error.h"
@@ -44,7 +45,44 @@ std::string stem_of(int64_t layer, LinearSite site) {
   return "model.layers." + std::to_string(layer) + (mlp ? ".mlp." : ".self_attn.") + linear_site_name(site);
 }
 
+const char* kStateWeight = "model.loop_state.weight";  // [P, d]
+const char* kStateBias = "model.loop_state.bias";      // [P, d]
+
+std::vector<std::pair<std::string, const at::Tensor*>> adaptation_tensors(const SiteAdaptation& a) {
+  return {{".loop_act_scale", &a.act_scale}, {".loop_act_clip", &a.act_clip},
+          {".loop_out_scale", &a.out_scale}, {".loop_out_bias", &a.out_bias}};
+}
+
+at::Tensor finite_or_throw(at::Tensor t, const std::string& what) {
+  if (!at::isfinite(t).all().item<bool>()) throw Error(what + " holds NaN or Inf");
+  return t;
+}
+
 }  // namespace
+
+bool is_adaptation_tensor(const std::string& name) {
+  return name.find(".loop_") != std::string::npos || name.rfind("model.loop_state.", 0) == 0;
+}
+
+FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) {
+  FormatBytes b;
+  const int64_t d = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const std::pair<int64_t, int64_t> shapes[] = {{c.q_dim(), d}, {c.kv_dim(), d}, {c.kv_dim(), d}, {d, c.q_dim()},
+                                                {F, d},         {F, d},          {d, F}};
+  for (const auto& [out, in] : shapes) {
+    const int64_t groups = q.w_group_size > 0 ? in / q.w_group_size : 1;
+    const int64_t codes = q.w_bits <= 4 ? out * in / 2 : out * in;
+    const int64_t scales = out * groups * 4 * (q.w_symmetric ? 1 : 2);
+    const int64_t adapt = q.act_param_sets * 4 + q.out_affine_sets * out * 4 * 2;
+    b.model += c.num_layers * (codes + scales + adapt);
+    b.adaptation += c.num_layers * adapt;
+  }
+  const int64_t state = q.state_sets * d * 4 * 2;
+  b.adaptation += state;
+  b.model += state + V * d * 4 /*embed*/ + (c.tie_word_embeddings ? 0 : V * d * 4) + d * 4 /*norm*/ +
+             c.num_layers * 4 * d * 4 /*layer norms*/;
+  return b;
+}
 
 bool read_quant_config(const std::string& path, QuantConfig& out) {
   const fs::path cfg = fs::path(model_dir_of(path)) / "config.json";
@@ -91,9 +129,15 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
         const int64_t rows = qw.codes.size(0);
         o.add(stem + ".scales", qw.params.scale.reshape({rows, -1}).to(at::kFloat), io::DType::F32);
         if (!qw.grid.symmetric) o.add(stem + ".zeros", qw.params.zero.reshape({rows, -1}).to(at::kFloat), io::DType::F32);
+        // Adaptations: separate named tensors beside the one shared integer weight.
+        const SiteAdaptation& ad = q->adaptation();
+        for (const auto& [suffix, t] : adaptation_tensors(ad))
+          if (t->defined()) o.add(stem + suffix, t->to(at::kFloat), io::DType::F32);
       }
     }
     o.add("model.norm.weight", w.final_norm.to(at::kFloat), io::DType::F32);
+    if (w.state_weight.defined()) o.add(kStateWeight, w.state_weight.to(at::kFloat), io::DType::F32);
+    if (w.state_bias.defined()) o.add(kStateBias, w.state_bias.to(at::kFloat), io::DType::F32);
     if (model.has_exit_gate()) {
       o.add("model.early_exit_gate.weight", w.exit_gate_weight.to(at::kFloat), io::DType::F32);
       o.add("model.early_exit_gate.bias", w.exit_gate_bias.to(at::kFloat), io::DType::F32);
@@ -160,9 +204,43 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options) {
       if (!at::isfinite(qw.params.zero).all().item<bool>())
         throw Error(dir + ": " + r.stem + ".zeros must be finite");
     }
-    InputRotation rot = uses_rotation(qc.method) ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
-    return std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, std::move(rot));
+    const bool rotated = uses_rotation(qc.method) && qc.group_rotated(r.layer, int(input_group_of(r.site)));
+    InputRotation rot = rotated ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
+    auto op = std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, std::move(rot));
+    // Adaptations: exactly the ones the config announces, with their announced shapes.
+    SiteAdaptation& ad = op->adaptation();
+    auto read = [&](const std::string& suffix, int64_t sets, std::vector<int64_t> tail) {
+      std::vector<int64_t> shape{sets};
+      shape.insert(shape.end(), tail.begin(), tail.end());
+      return finite_or_throw(r.read_f32(r.stem + suffix, shape), dir + ": " + r.stem + suffix);
+    };
+    if (qc.act_param_sets > 0) {
+      if (qc.act.static_scale) {
+        ad.act_scale = read(".loop_act_scale", qc.act_param_sets, {});
+        if ((ad.act_scale <= 0).any().item<bool>()) throw Error(dir + ": " + r.stem + ".loop_act_scale must be positive");
+      } else {
+        ad.act_clip = read(".loop_act_clip", qc.act_param_sets, {});
+        if ((ad.act_clip <= 0).any().item<bool>() || (ad.act_clip > 1).any().item<bool>())
+          throw Error(dir + ": " + r.stem + ".loop_act_clip must be in (0, 1]");
+      }
+    }
+    if (qc.out_affine_sets > 0) {
+      ad.out_scale = read(".loop_out_scale", qc.out_affine_sets, {out});
+      ad.out_bias = read(".loop_out_bias", qc.out_affine_sets, {out});
+    }
+    return op;
   };
+  const int64_t d = c.hidden_size;
+  if (qc.state_sets > 0)
+    lo.extra_loader = [&](OuroWeights& w, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>& take) {
+      w.state_weight = finite_or_throw(take(kStateWeight, {qc.state_sets, d}), dir + ": " + kStateWeight);
+      w.state_bias = finite_or_throw(take(kStateBias, {qc.state_sets, d}), dir + ": " + kStateBias);
+    };
+  if (!qc.rotate_groups.empty() && int64_t(qc.rotate_groups.size()) != c.num_layers)
+    throw Error(dir + ": quantization_config: selective_rotation has " + std::to_string(qc.rotate_groups.size()) +
+                " layers, the model " + std::to_string(c.num_layers));
+  if (qc.act.static_scale && qc.act.enabled() && qc.act_param_sets == 0)
+    throw Error(dir + ": quantization_config: static activations but no stored scales (adaptations.act_param_sets is 0)");
   OuroModel model = load_model(dir, lo);
   install_runtime_quantizers(model, qc);
   if (options.device != at::Device(at::kCPU)) model.to(options.device);

@@ -19,6 +19,16 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
 // Loads a dense or a quantized model directory (dispatching on `quantization_config`).
 OuroModel load_any_model(const std::string& path, const LoadOptions& options = {});
 
+// Bytes of a quantized model in this format, computed from its shape and quantization config:
+// `model` counts every stored tensor (packed codes, scales, zeros, FP embeddings/norms/head/gate
+// and the adaptations), `adaptation` only the per-loop adaptation tensors.
+struct FormatBytes {
+  int64_t model = 0, adaptation = 0;
+};
+FormatBytes quantized_format_bytes(const LoopLMConfig& config, const QuantConfig& cfg);
+// Whether a stored tensor name is an adaptation (separate from the shared integer backbone).
+bool is_adaptation_tensor(const std::string& name);
+
 // The quantization_config of a model directory, if it has one.
 bool read_quant_config(const std::string& path, QuantConfig& out);
 

@@ -18,6 +18,10 @@ at::Tensor grouped(const at::Tensor& x, int64_t group_size) {
   return x.reshape({-1, cols / group_size, group_size});
 }
 
+// Under autograd (learned scales, trajectory optimization) rounding passes gradients straight
+// through; otherwise it is plain round-half-to-even, bit for bit.
+bool learning(const at::Tensor& t) { return t.requires_grad(); }
+
 }  // namespace
 
 QParams row_params(const at::Tensor& x, const Grid& grid, double clip, bool weight, bool widen) {
@@ -49,7 +53,8 @@ QParams row_params(const at::Tensor& x, const Grid& grid, double clip, bool weig
 }
 
 at::Tensor quantize_codes(const at::Tensor& x, const QParams& p, const Grid& grid) {
-  return at::clamp(at::round(x / p.scale) + p.zero, double(grid.qmin()), double(grid.qmax()));
+  const at::Tensor r = x / p.scale;
+  return at::clamp((learning(r) ? ste_round(r) : at::round(r)) + p.zero, double(grid.qmin()), double(grid.qmax()));
 }
 
 at::Tensor dequantize(const at::Tensor& codes, const QParams& p) { return p.scale * (codes - p.zero); }
@@ -86,6 +91,15 @@ at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double c
   const at::Tensor g = grouped(x, group_size);
   return fake_quant(g, row_params(g, grid, clip, false, group_size <= 0), grid).reshape(x.sizes());
 }
+
+at::Tensor fake_quant_static(const at::Tensor& x, const Grid& grid, const at::Tensor& scale) {
+  check_grid(grid);
+  if (!grid.symmetric) throw Error("static activation quantization uses a symmetric grid");
+  const at::Tensor r = x / scale;
+  return at::clamp(learning(r) ? ste_round(r) : at::round(r), double(grid.qmin()), double(grid.qmax())) * scale;
+}
+
+at::Tensor ste_round(const at::Tensor& x) { return x + (at::round(x) - x).detach(); }
 
 at::Tensor pack_int4(const at::Tensor& codes) {
   if (codes.dim() != 2 || codes.size(1) % 2 != 0) throw Error("pack_int4: need [rows, even cols]");

@@ -44,6 +44,15 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const Grid& grid, int64_t grou
 at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip = 1.0,
                                  int64_t group_size = 0);
 
+// Static (offline-calibrated) per-tensor activation fake quantization on a symmetric grid:
+// clamp(round(x / scale), qmin, qmax) * scale with one fixed scale (a 0-dim or 1-element tensor,
+// so a learned scale stays differentiable). No run-time reduction over the tensor.
+at::Tensor fake_quant_static(const at::Tensor& x, const Grid& grid, const at::Tensor& scale);
+
+// Round with a straight-through gradient: forward round(x), backward identity (for learning
+// scales and clipping factors through a quantizer).
+at::Tensor ste_round(const at::Tensor& x);
+
 // Signed int4 codes in [-8, 7], [rows, cols] with even cols, packed two per byte: even column
 // in the low nibble, odd column in the high nibble, two's complement (QuaRot pack_i4).
 at::Tensor pack_int4(const at::Tensor& codes);

@@ -36,6 +36,48 @@ for method in rtn smoothquant gptq quarot-rtn quarot-gptq; do
   expect_ok "eval-$method" eval ppl --model "$tmp/q-$method" --file "$tmp/test.txt" --seqlen 64 --json "$tmp/ppl-$method.json"
   check "ppl-json-$method" python3 -c "import json,math,sys; r=json.load(open(sys.argv[1])); assert math.isfinite(r['ppl']) and r['ppl'] > 1" "$tmp/ppl-$method.json"
 done
+# Static activation scales for every baseline, LoopQ (all components, each mode) and learned-static.
+for method in rtn smoothquant gptq quarot-rtn quarot-gptq; do
+  expect_ok "static-$method" quantize --model "$tmp/m" --method "$method" --w-bits 4 --a-bits 4 --act-mode static \
+    --act-samples 64 "${calib[@]}" -o "$tmp/s-$method"
+  check "static-mode-$method" grep -q '"mode": "static"' "$tmp/s-$method/config.json"
+  expect_ok "static-eval-$method" eval ppl --model "$tmp/s-$method" --file "$tmp/test.txt" --seqlen 64
+done
+opt=(--opt-steps 3 --opt-batch 2 --opt-seqlen 32 --act-samples 64)
+for mode in dynamic static; do
+  expect_ok "loopq-$mode" quantize --model "$tmp/m" --method loopq --w-bits 4 --a-bits 4 --kv-bits 4 --kv-group-size 16 \
+    --act-mode $mode "${opt[@]}" "${calib[@]}" -o "$tmp/l-$mode"
+  check "loopq-components-$mode" grep -q '"components": "ABCD"' "$tmp/l-$mode/config.json"
+  expect_ok "loopq-eval-$mode" eval ppl --model "$tmp/l-$mode" --file "$tmp/test.txt" --seqlen 64 --json "$tmp/lppl-$mode.json"
+  check "loopq-top1-$mode" python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert 0 <= r['top1'] <= 1 and all('top1' in l for l in r['per_loop'])" "$tmp/lppl-$mode.json"
+  expect_ok "loopq-inspect-$mode" inspect "$tmp/l-$mode" --json "$tmp/insp-$mode.json"
+  check "loopq-inspect-json-$mode" python3 -c "
+import json,sys; r=json.load(open(sys.argv[1]))
+assert r['method']=='loopq' and r['act_mode']==sys.argv[2] and r['backbone_integer_tensors']==[7,7]
+assert 0 < r['adaptation_bytes'] < r['model_bytes'] and abs(r['adaptation_fraction']-r['adaptation_bytes']/r['model_bytes'])<1e-12
+assert r['ouro_1_4b_projection']['adaptation_fraction'] < 0.01" "$tmp/insp-$mode.json" $mode
+done
+expect_ok loopq-again quantize --model "$tmp/m" --method loopq --w-bits 4 --a-bits 4 --kv-bits 4 --kv-group-size 16 \
+  --act-mode static "${opt[@]}" "${calib[@]}" -o "$tmp/l-again"
+check loopq-deterministic cmp "$tmp/l-static/model.safetensors" "$tmp/l-again/model.safetensors"
+expect_ok loopq-rtn-ab quantize --model "$tmp/m" --method loopq --loopq-components AB --loopq-weights rtn --a-bits 4 \
+  --act-samples 64 "${calib[@]}" -o "$tmp/l-ab"
+check loopq-ab-rotation-decisions grep -q '"rel_error_rotated"' "$tmp/l-ab/config.json"
+expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
+  "${calib[@]}" -o "$tmp/ls"
+expect_ok diagnose diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --seqlen 32 \
+  --windows 2 --compare "$tmp/ls,$tmp/s-quarot-gptq" --json "$tmp/diag.json" --plot "$tmp/diag.png"
+check diagnose-json python3 -c "
+import json,sys; r=json.load(open(sys.argv[1])); pl=r['per_loop']
+assert [l['loop'] for l in pl]==[1,2,3] and len(r['models'])==3
+assert all(set(l)>={'loop','relative_state_error','kl','ppl','top1_agreement'} for l in pl)
+assert all(l['relative_state_error']>0 for l in pl)" "$tmp/diag.json"
+check diagnose-png python3 -c "import sys; assert open(sys.argv[1],'rb').read(8)==b'\\x89PNG\\r\\n\\x1a\\n'" "$tmp/diag.png"
+expect_ok diagnose-self diagnose --model "$tmp/m" --reference "$tmp/m" --file "$tmp/test.txt" --seqlen 32 --windows 2 --json "$tmp/self.json"
+check diagnose-self-zero python3 -c "
+import json,sys; r=json.load(open(sys.argv[1]))
+assert all(l['relative_state_error']==0 and abs(l['kl'])<1e-12 and l['top1_agreement']==1 for l in r['per_loop'])" "$tmp/self.json"
+
 expect_ok generate-quantized generate --model "$tmp/q-quarot-gptq" --prompt "It was" --max-new-tokens 5
 expect_ok forward-quantized forward --model "$tmp/q-rtn" --text "It was"
 expect_ok inspect-quantized inspect "$tmp/q-rtn"
@@ -49,6 +91,25 @@ expect_ok repeat quantize --model "$tmp/m" --method quarot-gptq --w-bits 4 --a-b
 check deterministic cmp "$tmp/q-quarot-gptq/model.safetensors" "$tmp/q-again/model.safetensors"
 
 # Bad flags are refused before any work, and no output directory appears.
+expect_error act-mode --match "--act-mode must be" quantize --model "$tmp/m" --method rtn --a-bits 4 --act-mode sometimes -o "$tmp/x"
+expect_error static-no-calib --match "needs --calib" quantize --model "$tmp/m" --method rtn --a-bits 4 --act-mode static -o "$tmp/x"
+expect_error static-no-acts --match "needs --a-bits" quantize --model "$tmp/m" --method rtn --act-mode static "${calib[@]}" -o "$tmp/x"
+expect_error static-asym --match "symmetric" quantize --model "$tmp/m" --method rtn --a-bits 4 --a-asym --act-mode static "${calib[@]}" -o "$tmp/x"
+expect_error loopq-letter --match "unknown component 'X'" quantize --model "$tmp/m" --method loopq --loopq-components ABX "${calib[@]}" -o "$tmp/x"
+expect_error loopq-twice --match "given twice" quantize --model "$tmp/m" --method loopq --loopq-components AA "${calib[@]}" -o "$tmp/x"
+expect_error loopq-empty --match "at least one" quantize --model "$tmp/m" --method loopq --loopq-components "" "${calib[@]}" -o "$tmp/x"
+expect_error loopq-no-calib --match "needs --calib" quantize --model "$tmp/m" --method loopq -o "$tmp/x"
+expect_error components-other --match "needs --method loopq" quantize --model "$tmp/m" --method gptq --loopq-components A "${calib[@]}" -o "$tmp/x"
+expect_error weights-bad --match "--loopq-weights must be" quantize --model "$tmp/m" --method loopq --loopq-weights awq "${calib[@]}" -o "$tmp/x"
+expect_error weights-other --match "needs --method loopq or learned-static" quantize --model "$tmp/m" --method rtn --loopq-weights rtn -o "$tmp/x"
+expect_error opt-without-d --match "needs an optimizing method" quantize --model "$tmp/m" --method loopq --loopq-components ABC --opt-steps 5 "${calib[@]}" -o "$tmp/x"
+expect_error opt-lr --match "--opt-lr" quantize --model "$tmp/m" --method loopq --opt-lr -1 "${calib[@]}" -o "$tmp/x"
+expect_error act-samples --match "--act-samples" quantize --model "$tmp/m" --method loopq --act-samples 3 "${calib[@]}" -o "$tmp/x"
+expect_error diagnose-quantized-ref --match "is quantized" diagnose --model "$tmp/l-static" --reference "$tmp/ls" --file "$tmp/test.txt" --seqlen 32
+expect_error diagnose-no-ref --match "--reference" diagnose --model "$tmp/l-static" --file "$tmp/test.txt"
+expect_error diagnose-compare --match "empty model path" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --compare "$tmp/ls,"
+expect_error diagnose-missing --match "no config.json" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --compare "$tmp/nope"
+expect_error diagnose-plot-dir --match "does not exist" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --plot "$tmp/nodir/p.png"
 expect_error no-method --match "--method" quantize --model "$tmp/m" -o "$tmp/x"
 expect_error bad-method --match "unknown quantization method" quantize --model "$tmp/m" --method awq -o "$tmp/x"
 expect_error w-bits-low --match "--w-bits" quantize --model "$tmp/m" --method rtn --w-bits 1 -o "$tmp/x"
@@ -105,6 +166,31 @@ p = sys.argv[1]; c = json.load(open(p)); c["quantization_config"]["weights"]["gr
 json.dump(c, open(p, "w"))
 PY
 expect_error group-shape --match "scales" eval ppl --model "$tmp/c5" --file "$tmp/test.txt" --seqlen 64
+# Corrupt LoopQ directories: adaptation counts, rotation decisions, NaN adaptations.
+corrupt_loopq() {  # NAME PYTHON-EDIT-OF-c
+  cp -r "$tmp/l-static" "$tmp/$1"
+  python3 - "$tmp/$1/config.json" "$2" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); q = c["quantization_config"]; exec(sys.argv[2])
+json.dump(c, open(p, "w"))
+PY
+}
+corrupt_loopq c6 'q["adaptations"]["state_sets"] = 2'
+expect_error state-sets --match "model.loop_state.weight" eval ppl --model "$tmp/c6" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c7 'q["selective_rotation"]["rotate"] = q["selective_rotation"]["rotate"][:1]'
+expect_error rotate-rows --match "selective_rotation has 1 layers" eval ppl --model "$tmp/c7" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c8 'q["adaptations"]["act_param_sets"] = 0'
+expect_error no-static-scales --match "no stored scales" eval ppl --model "$tmp/c8" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c9 'q["activations"]["mode"] = "sometimes"'
+expect_error act-mode-json --match "activations.mode" eval ppl --model "$tmp/c9" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c10 'pass'
+python3 - "$tmp/c10/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); lo = h["model.loop_state.bias"]["data_offsets"][0] + 8 + n
+b[lo:lo + 4] = struct.pack("<f", float("nan")); open(p, "wb").write(b)
+PY
+expect_error nan-adaptation --match "NaN or Inf" eval ppl --model "$tmp/c10" --file "$tmp/test.txt" --seqlen 64
 
 # Statistics command.
 expect_ok calib-stats calib-stats --model "$tmp/m" --calib "$tmp/calib.txt" --nsamples 2 --seqlen 32 --json "$tmp/stats.json"

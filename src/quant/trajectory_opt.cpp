@@ -1,0 +1,199 @@
+#include "quant/trajectory_opt.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "model/hooks.h"
+#include "quant/quant_linear.h"
+#include "util/error.h"
+
+namespace loopq::quant {
+namespace {
+
+// The FP model's layer inputs and outputs, per (loop, layer).
+class LayerRecorder final : public LoopHooks {
+ public:
+  explicit LayerRecorder(int64_t layers) : layers_(layers) {}
+  void on_layer_input(int loop, int layer, at::Tensor& x) override { slot(in, loop, layer) = x.detach(); }
+  void on_layer_output(int loop, int layer, at::Tensor& x) override { slot(out, loop, layer) = x.detach(); }
+  at::Tensor& slot(std::vector<at::Tensor>& v, int loop, int layer) {
+    const size_t i = size_t(loop * layers_ + layer);
+    if (v.size() <= i) v.resize(i + 1);
+    return v[i];
+  }
+  std::vector<at::Tensor> in, out;
+
+ private:
+  int64_t layers_;
+};
+
+// Feeds every layer the FP input recorded for it and keeps the quantized layer's output.
+class TeacherForcing final : public LoopHooks {
+ public:
+  TeacherForcing(LayerRecorder& fp, int64_t layers) : fp_(fp), out_(layers) {}
+  void on_layer_input(int loop, int layer, at::Tensor& x) override { x = fp_.slot(fp_.in, loop, layer); }
+  void on_layer_output(int loop, int layer, at::Tensor& x) override { out_.slot(out_.out, loop, layer) = x; }
+  const std::vector<at::Tensor>& outputs() const { return out_.out; }
+
+ private:
+  LayerRecorder& fp_;
+  LayerRecorder out_;
+};
+
+double loop_weight(const TrajectoryOptions& o, size_t t) { return t < o.loop_weights.size() ? o.loop_weights[t] : 1.0; }
+
+at::Tensor relative_error(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).pow(2).sum() / b.pow(2).sum().clamp_min(1e-30);
+}
+
+at::Tensor loss_on(const OuroModel& model, const OuroModel& reference, const at::Tensor& ids,
+                   const TrajectoryOptions& o) {
+  const int64_t T = model.config().total_ut_steps, N = model.config().num_layers;
+  ForwardOptions fo;
+  fo.loops = T;
+  if (o.trajectory) {
+    fo.compute_logits = o.kl_weight > 0;
+    ForwardResult fp;
+    {
+      at::NoGradGuard no_grad;
+      fp = reference.forward(ids, fo);
+    }
+    ForwardResult q = model.forward(ids, fo);
+    at::Tensor loss = at::zeros({}, q.states[0].options());
+    for (int64_t t = 0; t < T; ++t)
+      loss = loss + loop_weight(o, size_t(t)) * relative_error(q.states[size_t(t)], fp.states[size_t(t)]);
+    if (o.kl_weight > 0) {
+      const at::Tensor lp_fp = at::log_softmax(fp.logits.to(at::kFloat), -1);
+      const at::Tensor lp_q = at::log_softmax(q.logits.to(at::kFloat), -1);
+      const at::Tensor kl = (lp_fp.exp() * (lp_fp - lp_q)).sum(-1).mean();
+      loss = loss + o.kl_weight * kl;
+    }
+    return loss;
+  }
+  fo.compute_logits = false;
+  LayerRecorder rec(N);
+  {
+    at::NoGradGuard no_grad;
+    fo.hooks = &rec;
+    reference.forward(ids, fo);
+  }
+  TeacherForcing tf(rec, N);
+  fo.hooks = &tf;
+  model.forward(ids, fo);
+  at::Tensor loss;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t l = 0; l < N; ++l) {
+      const size_t i = size_t(t * N + l);
+      at::Tensor e = loop_weight(o, size_t(t)) * relative_error(tf.outputs().at(i), rec.out.at(i));
+      loss = loss.defined() ? loss + e : e;
+    }
+  return loss;
+}
+
+struct Learned {
+  at::Tensor t;
+  double step;       // Adam step size for this tensor
+  double lo, hi;     // kept within [lo, hi] after each step
+  at::Tensor m, v;
+};
+
+}  // namespace
+
+double adaptation_loss(const OuroModel& model, const OuroModel& reference, const at::Tensor& ids,
+                       const TrajectoryOptions& options) {
+  at::NoGradGuard no_grad;
+  return loss_on(model, reference, ids, options).item<double>();
+}
+
+TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& reference, const at::Tensor& windows,
+                                      const std::vector<std::vector<at::Tensor>>& fp_weights,
+                                      const TrajectoryOptions& o) {
+  if (o.steps < 0 || o.batch < 1 || o.seqlen < 2) throw Error("optimize: steps >= 0, batch >= 1, seqlen >= 2");
+  if (!(o.lr > 0) || !(o.kl_weight >= 0)) throw Error("optimize: lr must be positive and the KL weight >= 0");
+  const int64_t n = windows.size(0);
+  if (n == 0) throw Error("optimize: no calibration windows");
+  at::AutoGradMode grad_on(true);
+  TrajectoryReport report;
+  std::vector<Learned> params;
+  auto learn = [&](at::Tensor& t, double rel, double lo, double hi) {
+    if (!t.defined()) return;
+    t = t.detach().clone().set_requires_grad(true);
+    const double mag = rel > 0 ? std::max(t.abs().mean().item<double>(), 1e-6) : 1.0;
+    params.push_back({t, o.lr * (rel > 0 ? rel * mag : -rel), lo, hi, at::zeros_like(t), at::zeros_like(t)});
+    report.parameters += t.numel();
+  };
+  std::vector<QuantLinear*> linears;
+  auto& layers = model.weights().layers;
+  for (size_t l = 0; l < layers.size(); ++l)
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      auto* q = dynamic_cast<QuantLinear*>(layers[l].linear(LinearSite(s)).get());
+      if (!q) throw Error("optimize: layer linears must be quantized first");
+      linears.push_back(q);
+      SiteAdaptation& a = q->adaptation();
+      // Positive tensors move relative to their size; biases in absolute units.
+      learn(a.act_scale, 1.0, 1e-8, INFINITY);
+      learn(a.act_clip, 1.0, 0.05, 1.0);
+      learn(a.out_scale, 1.0, -INFINITY, INFINITY);
+      learn(a.out_bias, -0.1, -INFINITY, INFINITY);
+      if (o.learn_weight_clipping) {
+        at::Tensor fp = o.rtn_backbone ? fp_weights.at(l).at(size_t(s)) : at::Tensor();
+        at::Tensor g = q->begin_weight_learning(fp);
+        params.push_back({g, o.lr, 0.5, 1.5, at::zeros_like(g), at::zeros_like(g)});
+        report.parameters += g.numel();
+      }
+    }
+  learn(model.weights().state_weight, 1.0, -INFINITY, INFINITY);
+  learn(model.weights().state_bias, -0.1, -INFINITY, INFINITY);
+
+  // Deterministic batch order: a seeded shuffle of the windows, reshuffled each epoch.
+  std::mt19937_64 rng(o.seed);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t cursor = 0;
+  const int64_t S = std::min<int64_t>(o.seqlen, windows.size(1));
+  const double b1 = 0.9, b2 = 0.999, eps = 1e-12;
+  for (int64_t step = 0; step < o.steps; ++step) {
+    std::vector<int64_t> pick;
+    for (int64_t b = 0; b < std::min(o.batch, n); ++b) {
+      if (cursor == order.size()) std::shuffle(order.begin(), order.end(), rng), cursor = 0;
+      pick.push_back(order[cursor++]);
+    }
+    const at::Tensor ids = windows.index_select(0, at::tensor(pick, at::kLong).to(windows.device())).narrow(1, 0, S);
+    for (auto& p : params)
+      if (p.t.grad().defined()) p.t.mutable_grad().zero_();
+    at::Tensor loss = loss_on(model, reference, ids, o);
+    if (!std::isfinite(loss.item<double>())) throw Error("optimize: the loss became non-finite at step " + std::to_string(step));
+    report.loss.push_back(loss.item<double>());
+    loss.backward();
+    at::NoGradGuard no_grad;
+    const double c1 = 1 - std::pow(b1, double(step + 1)), c2 = 1 - std::pow(b2, double(step + 1));
+    for (auto& p : params) {
+      if (!p.t.grad().defined()) continue;
+      const at::Tensor g = p.t.grad();
+      p.m.mul_(b1).add_(g, 1 - b1);
+      p.v.mul_(b2).addcmul_(g, g, 1 - b2);
+      p.t.sub_(p.step * (p.m / c1) / ((p.v / c2).sqrt() + eps));
+      if (std::isfinite(p.lo) || std::isfinite(p.hi)) p.t.clamp_(p.lo, p.hi);
+    }
+    if (o.progress && (step % 10 == 0 || step + 1 == o.steps))
+      std::fprintf(stderr, "optimize: step %lld/%lld loss %.6f\n", (long long)step + 1, (long long)o.steps, report.loss.back());
+  }
+  at::NoGradGuard no_grad;
+  for (auto* q : linears) {
+    q->end_weight_learning();
+    SiteAdaptation& a = q->adaptation();
+    for (at::Tensor* t : {&a.act_scale, &a.act_clip, &a.out_scale, &a.out_bias})
+      if (t->defined()) *t = t->detach();
+  }
+  for (at::Tensor* t : {&model.weights().state_weight, &model.weights().state_bias})
+    if (t->defined()) *t = t->detach();
+  return report;
+}
+
+}  // namespace loopq::quant
