@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "cli/args.h"
@@ -32,9 +33,10 @@ const char* kQuantizeHelp =
     "         [--calib FILE] [--nsamples 128] [--seqlen 2048] [--seed 0] [--batch 8]\n"
     "         [--alpha 0.5] [--percdamp 0.01] [--block-size 128] [--no-act-order]\n"
     "         [--sequential none|layer|sublayer] [--rotation-seed 0] [--threads N] [--device D]\n"
-    "         [--act-mode dynamic|static] [--act-samples 512]\n"
+    "         [--act-mode dynamic|static] [--act-samples 512] [--fit-windows 8]\n"
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
+    "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -59,7 +61,9 @@ const char* kQuantizeHelp =
     "               D: trajectory-aware optimization of all of the above plus LWC weight clipping\n"
     "                  (shared over loops) through straight-through rounding: the quantized model\n"
     "                  runs all loops on its own states; loss = sum_t ||s~_t - s_t||^2/||s_t||^2\n"
-    "                  + --opt-kl x KL(p_fp || p_q) of the final readout\n"
+    "                  + --opt-kl x KL(p_fp || p_q) of the final readout; GPTQ Hessians come from\n"
+    "                  the quantized trajectory (earlier layers quantize their activations too;\n"
+    "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq\n"
     "  learned-static  the same backbone and parameter types with one set per site for all loops,\n"
     "               learned with a layer-local loss on FP inputs (OmniQuant-style): the control for D\n"
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
@@ -72,8 +76,8 @@ int cmd_quantize(int argc, char** argv) {
             {"model", "method", "o", "out", "w-bits", "a-bits", "kv-bits", "group-size", "a-clip", "a-group-size",
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
-             "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen"},
-            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc"});
+             "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows"},
+            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
     return 0;
@@ -118,6 +122,7 @@ int cmd_quantize(int argc, char** argv) {
   qc.act.static_scale = act_mode == "static";
   if (qc.act.static_scale && qc.act.bits == 16) throw Error("--act-mode static needs --a-bits below 16");
   qc.act_samples = args.get_int("act-samples", 512, 16, 1 << 20);
+  qc.fit_windows = args.get_int("fit-windows", 8, 1, 1 << 20);
   const bool loopq = qc.method == quant::Method::LoopQ;
   const bool learned = loopq || qc.method == quant::Method::LearnedStatic;
   if (!loopq && args.has("loopq-components")) throw Error("--loopq-components needs --method loopq");
@@ -136,6 +141,25 @@ int cmd_quantize(int argc, char** argv) {
   qc.optimize.batch = args.get_int("opt-batch", qc.optimize.batch, 1, 4096);
   qc.optimize.seqlen = args.get_int("opt-seqlen", qc.optimize.seqlen, 2, 1 << 20);
   qc.optimize.learn_weight_clipping = !args.has("no-lwc");
+  const bool trajectory_gptq = loopq && qc.loopq.D && qc.loopq.gptq_weights;
+  for (const char* f : {"gptq-loop-weights", "no-trajectory-gptq"})
+    if (!trajectory_gptq && args.has(f))
+      throw Error(std::string("--") + f + " needs trajectory-aware GPTQ (loopq with component D and GPTQ weights)");
+  qc.trajectory_gptq = !args.has("no-trajectory-gptq");
+  if (args.has("gptq-loop-weights")) {
+    const std::string list = args.get("gptq-loop-weights");
+    size_t start = 0;
+    while (start <= list.size()) {
+      const size_t comma = list.find(',', start);
+      const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      char* end = nullptr;
+      const double w = std::strtod(item.c_str(), &end);
+      if (item.empty() || *end != '\0') throw Error("--gptq-loop-weights: '" + item + "' is not a number");
+      qc.gptq_loop_weights.push_back(w);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
   if (quant::needs_calibration(qc) && !args.has("calib"))
     throw Error(std::string(quant::method_name(qc.method)) + (qc.act.static_scale && !loopq ? " with --act-mode static" : "") +
                 " needs --calib FILE (calibration text, e.g. the train split)");

@@ -1,5 +1,7 @@
 #include "quant/calibration.h"
 
+#include <cmath>
+
 #include <ATen/core/grad_mode.h>
 
 #include <random>
@@ -99,6 +101,7 @@ void CalibrationCollector::on_linear_input(int loop, int layer, LinearSite site,
   // per-loop Hessians are asked for (T times more: 34 GB for Ouro-1.4B in fp64).
   if (options_.hessian && !options_.per_loop_hessian) {
     at::Tensor xd = x2d.detach().to(at::kDouble);
+    if (size_t(loop) < options_.loop_weights.size()) xd = xd * std::sqrt(options_.loop_weights[size_t(loop)]);
     at::Tensor& acc = pooled_xtx_[size_t(layer * kNumInputGroups + int(g))];
     acc = acc.defined() ? acc.addmm_(xd.t(), xd) : at::matmul(xd.t(), xd);
   }

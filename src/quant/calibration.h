@@ -41,6 +41,8 @@ struct InputStats {
 struct CalibrationOptions {
   bool hessian = true;             // pooled Hessians (one per input, accumulated directly)
   bool per_loop_hessian = false;   // one Hessian per loop instead, pooled by summing (T x memory)
+  // Weight w_t of loop t's rows in the pooled Hessian, Σ_t w_t X_tᵀX_t (empty: all 1).
+  std::vector<double> loop_weights;
   // Restrict to these (layer, group) pairs; empty = every layer and group.
   std::set<std::pair<int64_t, InputGroup>> only;
 };

@@ -127,6 +127,7 @@ Recipe recipe_of(const QuantConfig& cfg) {
       r.align_states = q.C;
       r.optimize = q.D;
       r.trajectory_loss = true;
+      r.trajectory_gptq = q.D && q.gptq_weights && cfg.trajectory_gptq;
       return r;
     }
     case Method::LearnedStatic:
@@ -154,6 +155,9 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     throw Error(std::string(method_name(cfg.method)) + " needs calibration data (--calib)");
   const Recipe recipe = recipe_of(cfg);
   const int64_t T = c.total_ut_steps, P = recipe.per_loop ? T : 1;
+  if (!cfg.gptq_loop_weights.empty() && int64_t(cfg.gptq_loop_weights.size()) != T)
+    throw Error("--gptq-loop-weights needs one weight per loop (" + std::to_string(T) + "), got " +
+                std::to_string(cfg.gptq_loop_weights.size()));
   // The FP model the trajectory passes compare against.
   std::unique_ptr<OuroModel> reference;
   if (recipe.align_states || recipe.optimize) reference = std::make_unique<OuroModel>(dense_copy(model));
@@ -223,9 +227,19 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
 
   if (recipe.gptq) {
     const auto stages = gptq_stages(c.num_layers, cfg.sequential);
+    // Trajectory GPTQ: the already-quantized linears also quantize their inputs (dynamic per
+    // token; static scales are not calibrated yet), so later layers' and loops' Hessians see the
+    // errors the quantized model really feeds them.
+    ActQuant trajectory_act = cfg.act;
+    trajectory_act.static_scale = false;
+    if (!trajectory_act.enabled() || !recipe.trajectory_gptq) trajectory_act = ActQuant{};
     for (size_t si = 0; si < stages.size(); ++si) {
       CalibrationOptions o;
       o.only.insert(stages[si].begin(), stages[si].end());
+      if (recipe.trajectory_gptq) o.loop_weights = cfg.gptq_loop_weights;
+      for (auto& L : layers)
+        for (int s = 0; s < kNumLayerSites; ++s)
+          if (auto* q = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get())) q->set_act(trajectory_act);
       const auto& first = stages[si].front();
       const std::string label = "calibrate stage " + std::to_string(si + 1) + "/" + std::to_string(stages.size()) +
                                 " (layer " + std::to_string(first.first) + ")";
@@ -235,8 +249,11 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
         for (LinearSite site : sites_of(g)) quantize_site(layers[size_t(l)], site, H);
       }
     }
-    log("GPTQ done: " + std::to_string(stages.size()) + " calibration passes, Hessian error " +
-        std::to_string(report.gptq_hessian_error));
+    for (auto& L : layers)
+      for (int s = 0; s < kNumLayerSites; ++s)
+        if (auto* q = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get())) q->set_act(ActQuant{});
+    log(std::string(recipe.trajectory_gptq ? "trajectory " : "") + "GPTQ done: " + std::to_string(stages.size()) +
+        " calibration passes, Hessian error " + std::to_string(report.gptq_hessian_error));
   } else {
     for (auto& L : layers)
       for (int s = 0; s < kNumLayerSites; ++s) quantize_site(L, LinearSite(s), at::Tensor());
@@ -251,13 +268,14 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     });
   }
   install_runtime_quantizers(model, cfg);
+  const at::Tensor fit = windows.defined() ? windows.narrow(0, 0, std::min<int64_t>(cfg.fit_windows, windows.size(0))) : windows;
   if (recipe.fit_affine)
     timed(run, report, std::string("output affine (least squares, ") + (recipe.per_loop ? "per loop)" : "pooled)"), [&] {
-      cfg.out_affine_sets = fit_output_affine(model, fp_weights, windows, run.batch_size, recipe.per_loop);
+      cfg.out_affine_sets = fit_output_affine(model, fp_weights, fit, run.batch_size, recipe.per_loop);
     });
   if (recipe.align_states)
     timed(run, report, std::string("state alignment (closed form, ") + (recipe.per_loop ? "per loop)" : "pooled)"), [&] {
-      align_states(model, *reference, windows, run.batch_size, recipe.per_loop);
+      align_states(model, *reference, fit, run.batch_size, recipe.per_loop);
       cfg.state_sets = P;
     });
   if (recipe.optimize)

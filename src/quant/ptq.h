@@ -30,12 +30,16 @@ struct PtqReport {
 
 // Which passes a method runs (design-notes §1): the static baselines, every LoopQ ablation row
 // and learned-static differ only here, in this order:
-//   rotate -> select_rotations (B) -> smooth -> quantize weights (RTN | GPTQ) -> calibrate_acts
+//   rotate -> select_rotations (B) -> smooth -> quantize weights (RTN | GPTQ | trajectory GPTQ)
+//   -> calibrate_acts
 //   -> fit_affine -> align_states -> optimize (trajectory or layer-local loss)
 // per_loop: the activation parameters, output affines and state alignment get one set per loop
 // (LoopQ) instead of one set for all loops (learned-static, and static scales of the baselines).
 struct Recipe {
   bool rotate = false, select_rotations = false, smooth = false, gptq = false;
+  // GPTQ Hessians from the quantized trajectory: earlier layers run with their activations
+  // quantized too, each loop's rows weighted by QuantConfig::gptq_loop_weights (LoopQ D).
+  bool trajectory_gptq = false;
   bool calibrate_acts = false, per_loop = false;
   bool fit_affine = false, align_states = false, optimize = false, trajectory_loss = false;
 };

@@ -1,6 +1,7 @@
 #include "quant/quant_config.h"
 
 #include <cctype>
+#include <cmath>
 
 #include "util/error.h"
 
@@ -87,6 +88,9 @@ void QuantConfig::validate(int64_t hidden, int64_t intermediate, int64_t q_dim, 
     if (act.group_size > 0) throw Error("--act-mode static is per tensor; drop --a-group-size");
   }
   if (act_samples < 16) throw Error("--act-samples must be >= 16");
+  if (fit_windows < 1) throw Error("--fit-windows must be >= 1");
+  for (double w : gptq_loop_weights)
+    if (!(w >= 0) || !std::isfinite(w)) throw Error("--gptq-loop-weights must be finite and >= 0");
   for (int64_t p : {act_param_sets, out_affine_sets, state_sets})
     if (p < 0 || p > 1024) throw Error("quantization_config: adaptation set count out of range");
 }
@@ -104,7 +108,7 @@ nlohmann::json QuantConfig::to_json() const {
                       {"granularity", act.static_scale ? "per_tensor_static" : "per_token_dynamic"},
                       {"search_rows", act_samples}};
   j["adaptations"] = {{"act_param_sets", act_param_sets}, {"out_affine_sets", out_affine_sets},
-                      {"state_sets", state_sets}};
+                      {"state_sets", state_sets}, {"fit_windows", fit_windows}};
   j["kv_cache"] = {{"bits", kv.bits}, {"symmetric", kv.symmetric}, {"group_size", kv.group_size},
                    {"clip", kv.clip}, {"qk_head_hadamard", kv.rotate_qk}, {"per_loop", true}};
   if (method == Method::SmoothQuant) j["smoothquant"] = {{"alpha", smooth_alpha}};
@@ -125,7 +129,9 @@ nlohmann::json QuantConfig::to_json() const {
   if (method == Method::GPTQ || method == Method::QuaRotGPTQ ||
       ((method == Method::LoopQ || method == Method::LearnedStatic) && loopq.gptq_weights))
     j["gptq"] = {{"percdamp", percdamp}, {"block_size", block_size}, {"act_order", act_order},
-                 {"static_groups", w_group_size > 0}, {"sequential", sequential}};
+                 {"static_groups", w_group_size > 0}, {"sequential", sequential},
+                 {"trajectory", method == Method::LoopQ && loopq.D && trajectory_gptq},
+                 {"loop_weights", gptq_loop_weights}};
   if (uses_rotation(method))
     j["rotation"] = {{"seed", rotation_seed}, {"residual", "random_hadamard_online_at_q_k_v_gate_up_inputs"},
                      {"o_proj", "per_head_v_offline_plus_online_across_heads"}, {"down_proj", "online_hadamard"}};
@@ -161,6 +167,7 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.act_param_sets = ad.value("act_param_sets", int64_t(0));
       c.out_affine_sets = ad.value("out_affine_sets", int64_t(0));
       c.state_sets = ad.value("state_sets", int64_t(0));
+      c.fit_windows = ad.value("fit_windows", int64_t(8));
     }
     if (j.contains("loopq")) {
       const auto& lq = j["loopq"];
@@ -202,6 +209,8 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.block_size = j["gptq"].value("block_size", int64_t(128));
       c.act_order = j["gptq"].value("act_order", true);
       c.sequential = j["gptq"].value("sequential", std::string("layer"));
+      c.trajectory_gptq = j["gptq"].value("trajectory", false);
+      c.gptq_loop_weights = j["gptq"].value("loop_weights", std::vector<double>{});
     }
     if (j.contains("calibration")) {
       const auto& cal = j["calibration"];

@@ -56,6 +56,8 @@ struct QuantConfig {
   LoopQSpec loopq;
   // Activation-parameter search: calibration rows kept per (layer, input, loop).
   int64_t act_samples = 1024;
+  // Calibration windows the closed-form fits (output affine, state alignment) stream (the first N).
+  int64_t fit_windows = 8;
   // Per-(layer, input group) online-rotation decisions ([layer][attn_in, o_in, mlp_in, down_in]);
   // empty = every rotation of the method is on. B's measurements stay in `rotation_report`.
   std::vector<std::array<bool, 4>> rotate_groups;
@@ -64,6 +66,9 @@ struct QuantConfig {
   int64_t act_param_sets = 0;   // static scales or clip ratios per site
   int64_t out_affine_sets = 0;  // output scale / bias per site
   int64_t state_sets = 0;       // state alignment
+  // Trajectory-aware GPTQ (LoopQ D): on unless disabled; loop weights w_t (empty: all 1).
+  bool trajectory_gptq = true;
+  std::vector<double> gptq_loop_weights;
   // The optimize pass (LoopQ D, learned-static) and what it reported.
   TrajectoryOptions optimize;
   nlohmann::json optimize_report;

@@ -51,24 +51,36 @@ at::Tensor relative_error(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).pow(2).sum() / b.pow(2).sum().clamp_min(1e-30);
 }
 
+// The FP reference's trajectory (states and final log-probabilities) of one calibration window,
+// computed once: the reference never changes while the quantized model learns.
+struct FpTrajectory {
+  std::vector<at::Tensor> states;
+  at::Tensor logprobs;
+};
+
+FpTrajectory fp_trajectory(const OuroModel& reference, const at::Tensor& ids, bool logits) {
+  at::NoGradGuard no_grad;
+  ForwardOptions fo;
+  fo.loops = reference.config().total_ut_steps;
+  fo.compute_logits = logits;
+  ForwardResult r = reference.forward(ids, fo);
+  return {r.states, logits ? at::log_softmax(r.logits.to(at::kFloat), -1) : at::Tensor()};
+}
+
 at::Tensor loss_on(const OuroModel& model, const OuroModel& reference, const at::Tensor& ids,
-                   const TrajectoryOptions& o) {
+                   const TrajectoryOptions& o, const FpTrajectory* cached = nullptr) {
   const int64_t T = model.config().total_ut_steps, N = model.config().num_layers;
   ForwardOptions fo;
   fo.loops = T;
   if (o.trajectory) {
     fo.compute_logits = o.kl_weight > 0;
-    ForwardResult fp;
-    {
-      at::NoGradGuard no_grad;
-      fp = reference.forward(ids, fo);
-    }
+    const FpTrajectory fp = cached ? *cached : fp_trajectory(reference, ids, fo.compute_logits);
     ForwardResult q = model.forward(ids, fo);
     at::Tensor loss = at::zeros({}, q.states[0].options());
     for (int64_t t = 0; t < T; ++t)
       loss = loss + loop_weight(o, size_t(t)) * relative_error(q.states[size_t(t)], fp.states[size_t(t)]);
     if (o.kl_weight > 0) {
-      const at::Tensor lp_fp = at::log_softmax(fp.logits.to(at::kFloat), -1);
+      const at::Tensor& lp_fp = fp.logprobs;
       const at::Tensor lp_q = at::log_softmax(q.logits.to(at::kFloat), -1);
       const at::Tensor kl = (lp_fp.exp() * (lp_fp - lp_q)).sum(-1).mean();
       loss = loss + o.kl_weight * kl;
@@ -158,6 +170,12 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
   size_t cursor = 0;
   const int64_t S = std::min<int64_t>(o.seqlen, windows.size(1));
   const double b1 = 0.9, b2 = 0.999, eps = 1e-12;
+  // Cache the FP trajectory of every window when it fits in ~1 GB (states + log-probabilities).
+  const int64_t T = model.config().total_ut_steps;
+  const double per_window = double(S) * (double(T) * double(model.config().hidden_size) +
+                                         (o.kl_weight > 0 ? double(model.config().vocab_size) : 0.0)) * 4;
+  const bool cache = o.trajectory && per_window * double(n) < 1e9;
+  std::vector<FpTrajectory> fp_cache(cache ? static_cast<size_t>(n) : 0);
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<int64_t> pick;
     for (int64_t b = 0; b < std::min(o.batch, n); ++b) {
@@ -167,7 +185,20 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
     const at::Tensor ids = windows.index_select(0, at::tensor(pick, at::kLong).to(windows.device())).narrow(1, 0, S);
     for (auto& p : params)
       if (p.t.grad().defined()) p.t.mutable_grad().zero_();
-    at::Tensor loss = loss_on(model, reference, ids, o);
+    FpTrajectory batch_fp;
+    if (cache) {  // assemble the batch's FP trajectory from the per-window cache
+      std::vector<std::vector<at::Tensor>> st(static_cast<size_t>(T));
+      std::vector<at::Tensor> lp;
+      for (int64_t w : pick) {
+        FpTrajectory& c = fp_cache[size_t(w)];
+        if (c.states.empty()) c = fp_trajectory(reference, windows.narrow(0, w, 1).narrow(1, 0, S), o.kl_weight > 0);
+        for (int64_t t = 0; t < T; ++t) st[size_t(t)].push_back(c.states[size_t(t)]);
+        if (c.logprobs.defined()) lp.push_back(c.logprobs);
+      }
+      for (int64_t t = 0; t < T; ++t) batch_fp.states.push_back(at::cat(st[size_t(t)], 0));
+      if (!lp.empty()) batch_fp.logprobs = at::cat(lp, 0);
+    }
+    at::Tensor loss = loss_on(model, reference, ids, o, cache ? &batch_fp : nullptr);
     if (!std::isfinite(loss.item<double>())) throw Error("optimize: the loss became non-finite at step " + std::to_string(step));
     report.loss.push_back(loss.item<double>());
     loss.backward();
