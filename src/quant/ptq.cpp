@@ -292,9 +292,18 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
         log("optimize: loss " + std::to_string(tr.loss.front()) + " -> " + std::to_string(tr.loss.back()));
       }
     });
+  round_output_affines(model);
   report.quantize_seconds = since(t0);
   cfg.quantize_seconds = report.quantize_seconds;
   return report;
+}
+
+void round_output_affines(OuroModel& model) {
+  for (auto& L : model.weights().layers)
+    for (int s = 0; s < kNumLayerSites; ++s)
+      if (auto* q = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get()))
+        for (at::Tensor* t : {&q->adaptation().out_scale, &q->adaptation().out_bias})
+          if (t->defined()) *t = t->detach().to(at::kHalf).to(at::kFloat);
 }
 
 }  // namespace loopq::quant

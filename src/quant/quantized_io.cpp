@@ -73,7 +73,7 @@ FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) 
     const int64_t groups = q.w_group_size > 0 ? in / q.w_group_size : 1;
     const int64_t codes = q.w_bits <= 4 ? out * in / 2 : out * in;
     const int64_t scales = out * groups * 4 * (q.w_symmetric ? 1 : 2);
-    const int64_t adapt = q.act_param_sets * 4 + q.out_affine_sets * out * 4 * 2;
+    const int64_t adapt = q.act_param_sets * 4 + q.out_affine_sets * out * 2 * 2;  // affines in fp16
     b.model += c.num_layers * (codes + scales + adapt);
     b.adaptation += c.num_layers * adapt;
   }
@@ -131,8 +131,13 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
         if (!qw.grid.symmetric) o.add(stem + ".zeros", qw.params.zero.reshape({rows, -1}).to(at::kFloat), io::DType::F32);
         // Adaptations: separate named tensors beside the one shared integer weight.
         const SiteAdaptation& ad = q->adaptation();
-        for (const auto& [suffix, t] : adaptation_tensors(ad))
-          if (t->defined()) o.add(stem + suffix, t->to(at::kFloat), io::DType::F32);
+        for (const auto& [suffix, t] : adaptation_tensors(ad)) {
+          if (!t->defined()) continue;
+          // Output affines (O(out) per loop) are stored as fp16: the in-memory values were
+          // rounded to fp16 when they were made (round_output_affines), so reloading is exact.
+          const bool half = suffix == ".loop_out_scale" || suffix == ".loop_out_bias";
+          o.add(stem + suffix, half ? t->to(at::kHalf) : t->to(at::kFloat), half ? io::DType::F16 : io::DType::F32);
+        }
       }
     }
     o.add("model.norm.weight", w.final_norm.to(at::kFloat), io::DType::F32);

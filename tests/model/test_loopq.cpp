@@ -314,7 +314,8 @@ TEST(LoopQ, SharedBackboneForEveryComponentSubset) {
         integer_per_layer[std::stoll(name.substr(13))] += 1;
       }
       if (is_adaptation_tensor(name)) {
-        EXPECT_EQ(t.dtype, io::DType::F32) << name;
+        const bool affine = name.find(".loop_out_") != std::string::npos;
+        EXPECT_EQ(t.dtype, affine ? io::DType::F16 : io::DType::F32) << name;
         EXPECT_EQ(t.shape.at(0), T) << name;  // LoopQ: one set per loop
       }
     }
