@@ -30,6 +30,7 @@ ROWS=${ROWS:-$ALL_ROWS}
 CONFIGS=${CONFIGS:-"w4a4 w4a4kv4 w4a8 w4a16"}
 MODES=${MODES:-"dynamic static"}
 THREADS=${THREADS:-0}
+DIAGNOSE_ALL=${DIAGNOSE_ALL:-0}  # 1: per-loop diagnostics JSON for every row, not only the figure's
 OPT_STEPS=${OPT_STEPS:-60}
 OPT_LR=${OPT_LR:-2e-3}
 OPT_KL=${OPT_KL:-1.0}
@@ -96,7 +97,7 @@ for config in $CONFIGS; do
       row_wanted "$row" "$config" || continue
       name=$row-$config-$mode
       if [[ -f $OUT/$name.corpus.json && -f $OUT/$name.wikitext2.json && -f $OUT/$name.heldout.json &&
-            -f $OUT/$name.tasks.json && -f $OUT/$name.inspect.json && -f $OUT/$name.diagnose.json ]]; then
+            -f $OUT/$name.tasks.json && -f $OUT/$name.inspect.json ]]; then
         continue
       fi
       method=$row
@@ -117,7 +118,7 @@ for config in $CONFIGS; do
       python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["quantization_config"], open(sys.argv[2], "w"), indent=1)' \
         "$WORK/$name/config.json" "$OUT/$name.quant.json"
       "$LOOPQ" inspect "$WORK/$name" --json "$OUT/$name.inspect.json" >/dev/null
-      [[ -f $OUT/$name.diagnose.json ]] || "$LOOPQ" diagnose --model "$WORK/$name" --reference "$MODEL" \
+      [[ -f $OUT/$name.diagnose.json || ( $DIAGNOSE_ALL == 0 && " $PLOT_ROWS " != *" $name "* ) ]] || "$LOOPQ" diagnose --model "$WORK/$name" --reference "$MODEL" \
         --file "$DATA/corpus/test.txt" --windows 8 --seqlen 512 --threads "$THREADS" --json "$OUT/$name.diagnose.json" >/dev/null
       evaluate "$name" "$WORK/$name" "$config"
       [[ " $PLOT_ROWS " == *" $name "* ]] || rm -rf "${WORK:?}/$name"

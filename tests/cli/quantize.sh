@@ -108,7 +108,7 @@ expect_error act-samples --match "--act-samples" quantize --model "$tmp/m" --met
 expect_error diagnose-quantized-ref --match "is quantized" diagnose --model "$tmp/l-static" --reference "$tmp/ls" --file "$tmp/test.txt" --seqlen 32
 expect_error diagnose-no-ref --match "--reference" diagnose --model "$tmp/l-static" --file "$tmp/test.txt"
 expect_error diagnose-compare --match "empty model path" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --compare "$tmp/ls,"
-expect_error diagnose-missing --match "no config.json" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --compare "$tmp/nope"
+expect_error diagnose-missing --match "not a model directory" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --compare "$tmp/nope"
 expect_error diagnose-plot-dir --match "does not exist" diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --plot "$tmp/nodir/p.png"
 expect_error no-method --match "--method" quantize --model "$tmp/m" -o "$tmp/x"
 expect_error bad-method --match "unknown quantization method" quantize --model "$tmp/m" --method awq -o "$tmp/x"
