@@ -14,5 +14,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_calib_stats(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace loopq::cli

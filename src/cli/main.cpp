@@ -29,6 +29,7 @@ const Command kCommands[] = {
     {"eval", loopq::cli::cmd_eval, "perplexity and zero-shot task evaluation"},
     {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot)"},
     {"calib-stats", loopq::cli::cmd_calib_stats, "per-loop activation statistics of every linear input"},
+    {"bench", loopq::cli::cmd_bench, "benchmark the packed low-bit CPU kernels (bench kernels)"},
 };
 
 void usage(FILE* out) {
