@@ -276,12 +276,13 @@ int cmd_bench(int argc, char** argv) {
     else if (p == "avx512") k::set_path(k::Path::Avx512);
     else throw Error("--path " + p + ": expected scalar, avx2 or avx512");
   }
+  const k::Path path = k::active_path();  // LOOPQ_KERNELS errors before any output
   at::set_num_threads(threads);
   std::mt19937 gen(7);
 
   std::printf("CPU: %s\n", k::cpu_description().c_str());
   std::printf("threads: %d (kernels and at::set_num_threads), kernel path: %s, L3: %lld MiB, cold pool: %lld MiB, reps: %d (medians)\n",
-              threads, k::path_name(k::active_path()), (long long)(l3 >> 20), (long long)(pool >> 20), reps);
+              threads, k::path_name(path), (long long)(l3 >> 20), (long long)(pool >> 20), reps);
   const double bw = read_bandwidth(threads, reps);
   std::printf("read bandwidth (read-only sum over 1 GiB): %.1f GB/s\n\n", bw / 1e9);
 

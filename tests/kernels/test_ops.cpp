@@ -193,6 +193,16 @@ TEST(Dispatch, PathNamesAndActive) {
   for (Path p : {Path::Avx2, Path::Avx512})
     if (!path_supported(p)) EXPECT_THROW(set_path(p), Error) << path_name(p);
   EXPECT_NE(cpu_description().find('['), std::string::npos);
+  // LOOPQ_KERNELS values.
+  EXPECT_EQ(path_from_setting("scalar"), Path::Scalar);
+  EXPECT_TRUE(path_supported(path_from_setting(nullptr)));
+  EXPECT_EQ(path_from_setting(""), path_from_setting(nullptr));
+  EXPECT_THROW(path_from_setting("avx1024"), Error);
+  for (const char* v : {"avx2", "avx512"}) {
+    const Path p = std::string(v) == "avx2" ? Path::Avx2 : Path::Avx512;
+    if (path_supported(p)) EXPECT_EQ(path_from_setting(v), p);
+    else EXPECT_THROW(path_from_setting(v), Error);
+  }
 }
 
 TEST(BadInput, ClearErrors) {

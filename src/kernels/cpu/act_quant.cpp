@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::kernels {
@@ -54,7 +55,7 @@ float dynamic_scale(const float* x, int64_t in, float clip, float qmax) {
 }  // namespace
 
 void quantize_act(const float* x, int64_t rows, int64_t in, int64_t ld, const ActParams& p,
-                  int64_t in_pad, QuantAct& out) {
+                  int64_t in_pad, QuantAct& out, int threads) {
   if (p.bits != 8 && p.bits != 4)
     throw Error("kernels: activation bits must be 8 or 4 (int4 grid in int8 lanes), got " + std::to_string(p.bits));
   if (rows < 0 || in < 1 || in_pad < in || ld < in)
@@ -70,12 +71,16 @@ void quantize_act(const float* x, int64_t rows, int64_t in, int64_t ld, const Ac
   out.bits = p.bits;
   out.q.assign(size_t(rows * in_pad), 0);
   out.scale.resize(size_t(rows));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * ld;
-    const float s = p.dynamic ? dynamic_scale(xr, in, p.clip, qmax) : p.static_scale;
-    out.scale[size_t(r)] = s;
-    quantize_row(xr, in, s, qmin, qmax, out.q.data() + r * in_pad);
-  }
+  // Rows are independent; blocks of 16 rows per task keep the pool's overhead small.
+  const int64_t per = 16;
+  parallel_for(threads, int((rows + per - 1) / per), [&](int i) {
+    for (int64_t r = i * per; r < std::min(rows, (i + 1) * per); ++r) {
+      const float* xr = x + r * ld;
+      const float s = p.dynamic ? dynamic_scale(xr, in, p.clip, qmax) : p.static_scale;
+      out.scale[size_t(r)] = s;
+      quantize_row(xr, in, s, qmin, qmax, out.q.data() + r * in_pad);
+    }
+  });
 }
 
 }  // namespace loopq::kernels

@@ -24,20 +24,10 @@ bool cpu_has_avx512() {
 }
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
-Path parse_env() {
-  const char* env = std::getenv("LOOPQ_KERNELS");
-  if (!env || !*env) return cpu_has_avx512() ? Path::Avx512 : cpu_has_avx2() ? Path::Avx2 : Path::Scalar;
-  const std::string v = env;
-  Path p;
-  if (v == "scalar") p = Path::Scalar;
-  else if (v == "avx2") p = Path::Avx2;
-  else if (v == "avx512") p = Path::Avx512;
-  else throw Error("LOOPQ_KERNELS='" + v + "': expected scalar, avx2 or avx512");
-  if (!path_supported(p)) throw Error("LOOPQ_KERNELS=" + v + ": this CPU does not support it (" + cpu_description() + ")");
-  return p;
-}
+Path parse_env() { return path_from_setting(std::getenv("LOOPQ_KERNELS")); }
 
 std::atomic<int> g_path{-1};
+
 
 struct Fns {
   detail::KernelFn gemv, gemm;
@@ -74,6 +64,18 @@ bool path_supported(Path p) {
     case Path::Avx512: return cpu_has_avx512();
   }
   return false;
+}
+
+Path path_from_setting(const char* value) {
+  if (!value || !*value) return cpu_has_avx512() ? Path::Avx512 : cpu_has_avx2() ? Path::Avx2 : Path::Scalar;
+  const std::string v = value;
+  Path p;
+  if (v == "scalar") p = Path::Scalar;
+  else if (v == "avx2") p = Path::Avx2;
+  else if (v == "avx512") p = Path::Avx512;
+  else throw Error("LOOPQ_KERNELS='" + v + "': expected scalar, avx2 or avx512");
+  if (!path_supported(p)) throw Error("LOOPQ_KERNELS=" + v + ": this CPU does not support it (" + cpu_description() + ")");
+  return p;
 }
 
 Path active_path() {
@@ -131,14 +133,17 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
   if (x.rows == 0) return;
   // Group sums of the activation codes for the zero-point correction (z * sum x).
   std::vector<int32_t> xsum(size_t(x.rows * w.groups));
-  for (int64_t r = 0; r < x.rows; ++r) {
-    const int8_t* q = x.row(r);
-    for (int64_t g = 0; g < w.groups; ++g) {
-      int32_t s = 0;
-      for (int64_t k = g * w.group; k < (g + 1) * w.group; ++k) s += q[k];
-      xsum[size_t(r * w.groups + g)] = s;
+  const int64_t per = 32;
+  parallel_for(x.rows > 4 ? threads : 1, int((x.rows + per - 1) / per), [&](int i) {
+    for (int64_t r = i * per; r < std::min(x.rows, (i + 1) * per); ++r) {
+      const int8_t* q = x.row(r);
+      for (int64_t g = 0; g < w.groups; ++g) {
+        int32_t s = 0;
+        for (int64_t k = g * w.group; k < (g + 1) * w.group; ++k) s += q[k];
+        xsum[size_t(r * w.groups + g)] = s;
+      }
     }
-  }
+  });
   detail::Job job;
   job.w = &w;
   job.x = x.q.data();
@@ -171,7 +176,7 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
 void linear_f32(const PackedWeight& w, const float* x, int64_t rows, int64_t ldx, const ActParams& a,
                 const Epilogue& ep, float* y, int64_t ldy, int threads, QuantAct& scratch) {
   if (rows > 0 && !x) throw Error("kernels: null input");
-  quantize_act(x, rows, w.in, ldx, a, w.in_pad, scratch);
+  quantize_act(x, rows, w.in, ldx, a, w.in_pad, scratch, rows > 4 ? threads : 1);
   linear(w, scratch, ep, y, ldy, threads);
 }
 

@@ -22,9 +22,9 @@ LogicalWeight unpack_file(const FileWeight& w);
 // x: [rows][in] fp32 with row stride ld. Dynamic: per row, scale = max(|min(x,0)|, max(x,0)) *
 // clip / qmax (qmax 127 or 7), zero-range rows get scale 1, q = clamp(round_half_even(x / scale),
 // -qmax-1, qmax): quant/quantizer.cpp fake_quant_activation (symmetric) to the bit. Static: the
-// same with the given per-tensor scale.
+// same with the given per-tensor scale. Rows are split over `threads`.
 void quantize_act(const float* x, int64_t rows, int64_t in, int64_t ld, const ActParams& p,
-                  int64_t in_pad, QuantAct& out);
+                  int64_t in_pad, QuantAct& out, int threads = 1);
 
 // ---- matmul (dispatch.cpp) -----------------------------------------------------------------
 // y[r][o] (row stride ldy) for r < x.rows: the GEMV kernel for 1-4 rows, the tiled GEMM for
@@ -48,6 +48,9 @@ bool path_supported(Path p);  // cpuid (and OS support of the registers)
 // The path in use: LOOPQ_KERNELS=scalar|avx2|avx512 if set (error if the CPU lacks it), else
 // the best supported one. Read once.
 Path active_path();
+// The path a LOOPQ_KERNELS value selects (null or empty: the best supported); throws on an
+// unknown name or a path the CPU lacks.
+Path path_from_setting(const char* value);
 // Force a path for the following calls (tests, benchmark); throws if unsupported.
 void set_path(Path p);
 // The CPU model string and the relevant flags, for benchmark headers.
