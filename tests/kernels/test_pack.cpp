@@ -34,6 +34,30 @@ TEST(Pack, FileLayoutNibbleOrder) {
   EXPECT_EQ(p.codes.data()[3], 0);
 }
 
+TEST(Pack, AsymmetricCodesStoredShifted) {
+  // Asymmetric int4 codes 0, 15, 8, 1 are stored as -8, 7, 0, -7: nibbles 8, 7, 0, 9.
+  LogicalWeight w;
+  w.bits = 4;
+  w.symmetric = false;
+  w.out = 1;
+  w.in = 4;
+  w.code = {0, 15, 8, 1};
+  w.scale = {1.0f};
+  w.zero = {3};
+  EXPECT_EQ(file_codes(w), (std::vector<uint8_t>{0x78, 0x90}));
+  // int8: 0 -> -128 (0x80), 255 -> 127 (0x7F).
+  LogicalWeight w8 = w;
+  w8.bits = 8;
+  w8.code = {0, 255, 128, 1};
+  EXPECT_EQ(file_codes(w8), (std::vector<uint8_t>{0x80, 0x7F, 0x00, 0x81}));
+  const std::vector<uint8_t> bytes = file_codes(w);
+  const std::vector<float> zero = {3.0f};
+  const PackedWeight p = repack(FileWeight{4, false, 1, 4, 0, bytes.data(), w.scale.data(), zero.data()});
+  EXPECT_EQ(p.codes.data()[0], 0);  // unsigned code itself, zero point kept apart
+  EXPECT_EQ(p.codes.data()[1], 15);
+  EXPECT_EQ(p.zeros[0], 3);
+}
+
 TEST(Pack, RepackEqualsPackOfLogical) {
   std::mt19937 gen(2);
   for (int bits : {4, 8})

@@ -156,12 +156,13 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
   job.ldy = ldy;
   const Fns f = fns(active_path());
   if (x.rows <= 4) {
-    // Decode: each thread streams a contiguous quarter of the tiles (multiples of 4 tiles).
-    const int n = int(std::min<int64_t>(threads, (w.tiles + 3) / 4));
-    const int64_t per = (w.tiles + n - 1) / n;
-    parallel_for(n, n, [&](int i) {
-      const int64_t t0 = std::min(w.tiles, i * per), t1 = std::min(w.tiles, t0 + per);
-      if (t0 < t1) f.gemv(job, 0, x.rows, t0, t1);
+    // Decode: tasks of 8 tiles (128 rows), several per thread, so a thread the OS delays on a
+    // busy machine does not hold up the call: the others take its share.
+    const int64_t per = 8;
+    const int tasks = int((w.tiles + per - 1) / per);
+    parallel_for(threads, tasks, [&](int i) {
+      const int64_t t0 = i * per, t1 = std::min(w.tiles, t0 + per);
+      f.gemv(job, 0, x.rows, t0, t1);
     });
   } else {
     const int64_t chunk = gemm_task_tiles(w);

@@ -89,8 +89,10 @@ struct Epilogue {
 };
 
 // The project's file layout for one linear: codes [out, in], scales [out, groups] fp32, zero
-// points [out, groups] (asymmetric only). Int4 codes come packed two per byte (even column in
-// the low nibble, odd in the high, two's complement for symmetric), int8 one per byte.
+// points [out, groups] (asymmetric only, fp32 holding integers in 0..2^b-1). Int4 codes come
+// packed two per byte (even column in the low nibble, odd in the high), int8 one per byte, both
+// two's complement; asymmetric codes q in 0..2^b-1 are stored as q - 2^(b-1), as
+// quant/quantized_io.cpp writes them.
 struct FileWeight {
   int bits = 4;
   bool symmetric = true;

@@ -118,16 +118,17 @@ LogicalWeight unpack_file(const FileWeight& f) {
   w.code.resize(size_t(f.out * f.in));
   for (int64_t o = 0; o < f.out; ++o)
     for (int64_t k = 0; k < f.in; ++k) {
+      // Stored codes are two's complement for both grids; asymmetric codes are stored shifted
+      // by -2^(b-1) into the signed range (quant/quantized_io.cpp code_offset).
       int32_t c;
       if (f.bits == 8) {
-        const uint8_t b = f.codes[o * f.in + k];
-        c = f.symmetric ? int32_t(int8_t(b)) : int32_t(b);
+        c = int32_t(int8_t(f.codes[o * f.in + k]));
       } else {
         const uint8_t b = f.codes[o * (f.in / 2) + k / 2];
         const int32_t nib = (k % 2 == 0) ? (b & 0xF) : (b >> 4);
-        c = f.symmetric && nib >= 8 ? nib - 16 : nib;  // two's complement nibble
+        c = nib >= 8 ? nib - 16 : nib;
       }
-      w.code[size_t(o * f.in + k)] = c;
+      w.code[size_t(o * f.in + k)] = f.symmetric ? c : c + (1 << (f.bits - 1));
     }
   const int64_t n = f.out * w.groups();
   w.scale.assign(f.scales, f.scales + n);
@@ -148,7 +149,7 @@ std::vector<uint8_t> file_codes(const LogicalWeight& w) {
   std::vector<uint8_t> bytes(size_t(w.bits == 4 ? w.out * w.in / 2 : w.out * w.in), 0);
   for (int64_t o = 0; o < w.out; ++o)
     for (int64_t k = 0; k < w.in; ++k) {
-      const uint8_t v = uint8_t(w.code[size_t(o * w.in + k)]);
+      const uint8_t v = uint8_t(w.code[size_t(o * w.in + k)] - (w.symmetric ? 0 : 1 << (w.bits - 1)));
       if (w.bits == 8) bytes[size_t(o * w.in + k)] = v;
       else bytes[size_t(o * w.in / 2 + k / 2)] |= uint8_t((v & 0xF) << (k % 2 ? 4 : 0));
     }

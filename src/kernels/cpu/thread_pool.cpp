@@ -23,6 +23,20 @@ namespace {
 // decode step without keeping a core busy when nothing runs.
 constexpr auto kSpin = std::chrono::microseconds(300);
 
+// One parallel_for call. Workers hold it by shared_ptr, so one that wakes late (on a busy machine)
+// finds a finished job and leaves it untouched; the caller never waits for a worker to wake.
+struct Job {
+  const std::function<void(int)>* fn = nullptr;
+  int n = 0;
+  std::atomic<int> next{0}, done{0};
+  void take() {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      (*fn)(i);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
 class Pool {
  public:
   ~Pool() {
@@ -37,31 +51,27 @@ class Pool {
 
   void run(int threads, int n, const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> serial(run_mutex_);
-    while (int(workers_.size()) < threads - 1) {
-      const int id = int(workers_.size());
-      workers_.emplace_back([this, id] { work(id); });
-    }
-    fn_ = &fn;
-    n_ = n;
-    active_ = threads - 1;
-    next_.store(0);
-    finished_.store(0);
+    while (int(workers_.size()) < threads - 1) workers_.emplace_back([this] { work(); });
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->n = n;
     {
       std::lock_guard<std::mutex> lk(m_);
+      job_ = job;
       gen_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    take(fn, n);
-    // Every active worker has left the task loop of this job before fn_ can change again.
-    while (finished_.load(std::memory_order_acquire) < active_) LOOPQ_PAUSE();
+    job->take();
+    // Every task is finished (not merely claimed) before fn goes out of scope.
+    for (int spins = 0; job->done.load(std::memory_order_acquire) < n; ++spins)
+      if (spins < 4096) LOOPQ_PAUSE();
+      else std::this_thread::yield();
+    std::lock_guard<std::mutex> lk(m_);
+    job_.reset();
   }
 
  private:
-  void take(const std::function<void(int)>& fn, int n) {
-    for (int i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
-  }
-
-  void work(int id) {
+  void work() {
     uint64_t seen = 0;
     for (;;) {
       uint64_t g = gen_.load(std::memory_order_acquire);
@@ -71,17 +81,15 @@ class Pool {
         g = gen_.load(std::memory_order_acquire);
         if ((spins & 63) == 63 && std::chrono::steady_clock::now() > until) break;
       }
-      if (g == seen) {
+      std::shared_ptr<Job> job;
+      {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return gen_.load() != seen; });
-        g = gen_.load();
+        if (g == seen) cv_.wait(lk, [&] { return gen_.load() != seen; });
+        if (stop_) return;
+        seen = gen_.load();
+        job = job_;
       }
-      if (stop_) return;
-      seen = g;
-      if (id < active_) {
-        take(*fn_, n_);
-        finished_.fetch_add(1, std::memory_order_release);
-      }
+      if (job) job->take();
     }
   }
 
@@ -89,10 +97,8 @@ class Pool {
   std::condition_variable cv_;
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> gen_{0};
-  std::atomic<int> next_{0}, finished_{0};
-  const std::function<void(int)>* fn_ = nullptr;
-  int n_ = 0, active_ = 0;
-  std::atomic<bool> stop_{false};
+  std::shared_ptr<Job> job_;
+  bool stop_ = false;  // guarded by m_
 };
 
 Pool& pool() {
