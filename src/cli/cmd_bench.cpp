@@ -36,7 +36,7 @@ const char* kBenchHelp =
     "Times the packed kernels (W4A8, W4A4, W8A8; int4/int8 weights with one fp32 scale per row,\n"
     "dynamic per-token activations) on OUTxIN shapes (default 2048x2048, 5632x2048, 2048x5632,\n"
     "4096x4096):\n"
-    "  GEMV, 1 row, cold: each call uses the next of enough distinct weight copies (--cold-mib,\n"
+    "  GEMV, 1 row (and W4A8 with 4 rows), cold: each call uses the next of enough distinct weight copies (--cold-mib,\n"
     "  default max(256 MiB, 2 x L3)) that none is in cache; GB/s of weight bytes (codes + scales)\n"
     "  and the fraction of the read bandwidth measured here (read-only sum over 1 GiB);\n"
     "  against fp32 libtorch at::linear and a llama.cpp-style Q4_0 x Q8_0 row-by-row kernel.\n"
@@ -193,12 +193,12 @@ struct PackedPool {
     const int64_t n = copies_for(w.bytes(), pool);
     for (int64_t i = 0; i < n; ++i) ws.push_back(clone(w));
     std::normal_distribution<float> d(0.0f, 1.0f);
-    x.resize(size_t(w.in));
-    y.resize(size_t(w.out));
+    x.resize(size_t(4 * w.in));
+    y.resize(size_t(4 * w.out));
     for (auto& v : x) v = d(gen);
   }
-  void pass(const k::ActParams& a, int threads) {
-    for (auto& w : ws) k::linear_f32(w, x.data(), 1, w.in, a, {}, y.data(), w.out, threads, scratch);
+  void pass(const k::ActParams& a, int threads, int64_t rows = 1) {
+    for (auto& w : ws) k::linear_f32(w, x.data(), rows, w.in, a, {}, y.data(), w.out, threads, scratch);
   }
 };
 
@@ -301,13 +301,14 @@ int cmd_bench(int argc, char** argv) {
                                       {"W4A4", [&] { p4.pass(a4, threads); }},
                                       {"W8A8", [&] { p8.pass(a8, threads); }},
                                       {"Q4_0xQ8_0", [&] { q.pass(threads); }},
-                                      {"fp32 torch", [&] { f.pass(); }}};
+                                      {"fp32 torch", [&] { f.pass(); }},
+                                      {"W4A8 4rows", [&] { p4.pass(a8, threads, 4); }}};
     const std::vector<double> t = interleaved(passes, reps);
     const double bw = double(probe.bytes()) / t[0];
     const double calls[] = {1, double(p4.ws.size()), double(p4.ws.size()), double(p8.ws.size()), double(q.ws.size()),
-                            double(f.ws.size())};
+                            double(f.ws.size()), double(p4.ws.size())};
     const double bytes[] = {0, double(w4.bytes()), double(w4.bytes()), double(w8.bytes()), double(q.bytes()),
-                            double(s.out * s.in * 4)};
+                            double(s.out * s.in * 4), double(w4.bytes())};
     const double q_us = t[4] / calls[4] * 1e6;
     for (size_t i = 1; i < passes.size(); ++i) {
       const double us = t[i] / calls[i] * 1e6, gbs = bytes[i] / (us * 1e-6) / 1e9;
