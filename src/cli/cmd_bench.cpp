@@ -3,6 +3,7 @@
 // only for the fp32 comparison (no torch/torch.h).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <emmintrin.h>
 #include <unistd.h>
 
@@ -39,9 +40,12 @@ const char* kBenchHelp =
     "  GEMV, 1 row (and W4A8 with 4 rows), cold: each call uses the next of enough distinct weight copies (--cold-mib,\n"
     "  default max(256 MiB, 2 x L3)) that none is in cache; GB/s of weight bytes (codes + scales)\n"
     "  and the fraction of the read bandwidth measured here (read-only sum over 1 GiB);\n"
-    "  against fp32 libtorch at::linear and a llama.cpp-style Q4_0 x Q8_0 row-by-row kernel.\n"
+    "  against fp32 libtorch (at::linear on a [1, in] row, at::mv on a vector) and a llama.cpp-style\n"
+    "  Q4_0 x Q8_0 row-by-row kernel.\n"
     "  GEMM, --gemm-rows rows (prefill): GFLOP/s-equivalent (2 x rows x out x in / time) against\n"
-    "  fp32 libtorch. Figures are medians of --reps runs; at::set_num_threads gets --threads.\n";
+    "  fp32 libtorch. Figures are medians of --reps runs; at::set_num_threads gets --threads.\n"
+    "If OpenBLAS falls back to generic (SSE3) kernels on this CPU, the run restarts itself with\n"
+    "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) so the fp32 baseline is not handicapped.\n";
 
 using Clock = std::chrono::steady_clock;
 
@@ -101,24 +105,36 @@ struct BandwidthProbe {
 };
 
 // Named passes timed round-robin, rep by rep, so every kernel (and the bandwidth probe) sees the
-// same machine conditions; a busy machine then shifts them together. Returns the median seconds
-// per pass of each.
+// same machine conditions; a busy machine then shifts them together. Odd reps run in reverse
+// order, so no pass always follows the same neighbour. Returns every pass's times per rep.
 struct Pass {
   std::string name;
   std::function<void()> run;
 };
-std::vector<double> interleaved(const std::vector<Pass>& passes, int reps) {
+std::vector<std::vector<double>> interleaved(const std::vector<Pass>& passes, int reps) {
   for (const Pass& p : passes) p.run();  // warm-up: page faults, pool threads, code
   std::vector<std::vector<double>> t(passes.size());
   for (int r = 0; r < reps; ++r)
-    for (size_t i = 0; i < passes.size(); ++i) {
+    for (size_t j = 0; j < passes.size(); ++j) {
+      const size_t i = r % 2 ? passes.size() - 1 - j : j;
       const auto t0 = Clock::now();
       passes[i].run();
       t[i].push_back(seconds_since(t0));
     }
-  std::vector<double> med;
-  for (auto& v : t) med.push_back(median(v));
-  return med;
+  return t;
+}
+
+std::vector<double> medians(const std::vector<std::vector<double>>& t) {
+  std::vector<double> m;
+  for (const auto& v : t) m.push_back(median(v));
+  return m;
+}
+
+// Median over reps of a[r] / b[r]: ratios of passes timed next to each other.
+double median_ratio(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size(); ++i) r.push_back(a[i] / b[i]);
+  return median(r);
 }
 
 k::PackedWeight clone(const k::PackedWeight& w) {
@@ -232,18 +248,56 @@ struct Q40Pool {
   }
 };
 
+// fp32 libtorch on the same cold schedule: at::linear on a [1, in] row (what DenseLinear calls;
+// BLAS sgemm with M = 1) and at::mv on a vector (BLAS sgemv, libtorch's fastest fp32 GEMV).
 struct Fp32Pool {
   std::vector<at::Tensor> ws;
-  at::Tensor x;
+  at::Tensor x, xv;
   Fp32Pool(const Shape& s, int64_t pool) {
     const at::Tensor w0 = at::randn({s.out, s.in});
     for (int64_t i = 0, n = copies_for(s.out * s.in * 4, pool); i < n; ++i) ws.push_back(w0.clone());
     x = at::randn({1, s.in});
+    xv = x.reshape({s.in});
   }
-  void pass() {
+  void pass_linear() {
     for (auto& w : ws) at::linear(x, w);
   }
+  void pass_mv() {
+    for (auto& w : ws) at::mv(w, xv);
+  }
 };
+
+// OpenBLAS (libtorch's fp32 BLAS on Debian) picks its kernels from the CPU model; on a VM that
+// reports a generic "Intel Xeon Processor" it falls back to "Prescott" (SSE3), 5x slower than its
+// SkylakeX kernels here (19 vs 104 GFLOP/s, 512x2048x2048, one core). The fp32 baseline should be
+// the best libtorch does on this machine, so the benchmark re-runs itself with
+// OPENBLAS_CORETYPE set when that happens (OpenBLAS reads it once, at load).
+std::string openblas_core() {
+  using Fn = char* (*)();
+  const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return fn ? std::string(fn()) : std::string();
+}
+
+// at::set_num_threads sets libtorch's OpenMP pool only; OpenBLAS keeps its own pthreads (all
+// cores by default). Give it the same count, so both sides run on --threads threads.
+void set_openblas_threads(int n) {
+  using Fn = void (*)(int);
+  if (const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+}
+
+void fix_openblas_core(int argc, char** argv) {
+  const std::string core = openblas_core();
+  if (core.empty() || std::getenv("OPENBLAS_CORETYPE")) return;
+  const bool generic = core == "Prescott" || core == "Core2" || core == "Nehalem" || core == "Sandybridge" || core == "Penryn";
+  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
+  if (!generic || !better) return;
+  std::fprintf(stderr, "bench: OpenBLAS chose %s kernels on this CPU; re-running with OPENBLAS_CORETYPE=%s\n", core.c_str(), better);
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  std::vector<char*> args = {const_cast<char*>("loopq"), const_cast<char*>("bench")};
+  for (int i = 0; i < argc; ++i) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  execv("/proc/self/exe", args.data());  // returns only on failure: carry on with the slow core
+}
 
 const char* mark(bool ok) { return ok ? "met" : "MISSED"; }
 
@@ -257,6 +311,7 @@ int cmd_bench(int argc, char** argv) {
   }
   if (args.positional().size() != 1 || args.positional()[0] != "kernels")
     throw Error("expected 'loopq bench kernels' (see loopq bench --help)");
+  fix_openblas_core(argc, argv);
   const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = int(args.get_int("threads", hw, 1, 256));
   const int reps = int(args.get_int("reps", 5, 3, 1000));
@@ -273,9 +328,13 @@ int cmd_bench(int argc, char** argv) {
   }
   const k::Path path = k::active_path();  // LOOPQ_KERNELS errors before any output
   at::set_num_threads(threads);
+  set_openblas_threads(threads);
   std::mt19937 gen(7);
 
   std::printf("CPU: %s\n", k::cpu_description().c_str());
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("fp32 baseline: libtorch at::linear, OpenBLAS core %s%s%s\n", openblas_core().empty() ? "(not OpenBLAS)" : openblas_core().c_str(),
+              forced ? ", OPENBLAS_CORETYPE=" : "", forced ? forced : "");
   std::printf("threads: %d (kernels and at::set_num_threads), kernel path: %s, L3: %lld MiB, cold pool: %lld MiB, reps: %d (medians)",
               threads, k::path_name(path), (long long)(l3 >> 20), (long long)(pool >> 20), reps);
   BandwidthProbe probe(threads);
@@ -283,7 +342,8 @@ int cmd_bench(int argc, char** argv) {
 
   const k::ActParams a8{8, true, 1.0f, 0.0f}, a4{4, true, 1.0f, 0.0f};
   std::printf("GEMV, 1 row, cold (each kernel cycles through %lld MiB of weight copies); read BW = read-only\n"
-              "sum over 1 GiB timed in the same rounds; %%BW = weight GB/s / read BW; xQ4_0 = speed-up over Q4_0xQ8_0\n",
+              "sum over 1 GiB timed in the same rounds; %%BW = median over rounds of weight GB/s / read BW;\n"
+              "xQ4_0 = speed-up over Q4_0xQ8_0\n",
               (long long)(pool >> 20));
   std::printf("%-10s %-11s %9s %9s %7s %8s %7s %7s\n", "shape", "kernel", "us/call", "weight MB", "GB/s", "read BW", "%BW",
               "xQ4_0");
@@ -301,24 +361,29 @@ int cmd_bench(int argc, char** argv) {
                                       {"W4A4", [&] { p4.pass(a4, threads); }},
                                       {"W8A8", [&] { p8.pass(a8, threads); }},
                                       {"Q4_0xQ8_0", [&] { q.pass(threads); }},
-                                      {"fp32 torch", [&] { f.pass(); }},
-                                      {"W4A8 4rows", [&] { p4.pass(a8, threads, 4); }}};
-    const std::vector<double> t = interleaved(passes, reps);
+                                      {"fp32 linear", [&] { f.pass_linear(); }},
+                                      {"W4A8 4rows", [&] { p4.pass(a8, threads, 4); }},
+                                      {"fp32 mv", [&] { f.pass_mv(); }}};
+    const std::vector<std::vector<double>> times = interleaved(passes, reps);
+    const std::vector<double> t = medians(times);
     const double bw = double(probe.bytes()) / t[0];
     const double calls[] = {1, double(p4.ws.size()), double(p4.ws.size()), double(p8.ws.size()), double(q.ws.size()),
-                            double(f.ws.size()), double(p4.ws.size())};
+                            double(f.ws.size()), double(p4.ws.size()), double(f.ws.size())};
     const double bytes[] = {0, double(w4.bytes()), double(w4.bytes()), double(w8.bytes()), double(q.bytes()),
-                            double(s.out * s.in * 4), double(w4.bytes())};
+                            double(s.out * s.in * 4), double(w4.bytes()), double(s.out * s.in * 4)};
     const double q_us = t[4] / calls[4] * 1e6;
+    // %BW: median over reps of (weight bytes / pass time) / (probe bytes / probe time) of the same rep.
+    auto frac = [&](size_t i) {
+      return median_ratio(times[0], times[i]) * bytes[i] * calls[i] / double(probe.bytes());
+    };
     for (size_t i = 1; i < passes.size(); ++i) {
       const double us = t[i] / calls[i] * 1e6, gbs = bytes[i] / (us * 1e-6) / 1e9;
       std::printf("%-10s %-11s %9.1f %9.2f %7.1f %8.1f %6.1f%% %6.2fx\n", shape, passes[i].name.c_str(), us, bytes[i] / 1e6,
-                  gbs, bw / 1e9, 100 * gbs * 1e9 / bw, q_us / us);
+                  gbs, bw / 1e9, 100 * frac(i), q_us / us);
     }
-    const double w4a8_us = t[1] / calls[1] * 1e6, w4a4_us = t[2] / calls[2] * 1e6;
-    worst_frac = std::min(worst_frac, bytes[1] / (w4a8_us * 1e-6) / bw);
-    worst_q40 = std::min(worst_q40, q_us / w4a8_us);
-    worst_a4 = std::min(worst_a4, w4a8_us / w4a4_us);
+    worst_frac = std::min(worst_frac, frac(1));
+    worst_q40 = std::min(worst_q40, median_ratio(times[4], times[1]) * calls[1] / calls[4]);
+    worst_a4 = std::min(worst_a4, median_ratio(times[1], times[2]));
     std::fflush(stdout);
   }
   const bool gemv_bw_ok = worst_frac >= 0.9, gemv_q40_ok = worst_q40 >= 1.5;
@@ -344,13 +409,14 @@ int cmd_bench(int argc, char** argv) {
     const std::vector<Pass> passes = {{"W4A8", packed(w4, a8)},
                                       {"W4A4", packed(w4, a4)},
                                       {"W8A8", packed(w8, a8)},
-                                      {"fp32 torch", [&] { at::linear(xf, wf); }}};
-    const std::vector<double> t = interleaved(passes, reps);
+                                      {"fp32 linear", [&] { at::linear(xf, wf); }}};
+    const std::vector<std::vector<double>> times = interleaved(passes, reps);
+    const std::vector<double> t = medians(times);
     for (size_t i = 0; i < passes.size(); ++i)
       std::printf("%-10s %-11s %9.2f %9.1f %6.2fx\n", shape, passes[i].name.c_str(), t[i] * 1e3, flop / t[i] / 1e9,
                   t[3] / t[i]);
-    worst_gemm = std::min(worst_gemm, t[3] / t[0]);
-    worst_gemm_a4 = std::min(worst_gemm_a4, t[0] / t[1]);
+    worst_gemm = std::min(worst_gemm, median_ratio(times[3], times[0]));
+    worst_gemm_a4 = std::min(worst_gemm_a4, median_ratio(times[0], times[1]));
     std::fflush(stdout);
   }
   // Same kernel and weight bytes: "at least as fast" within 3% timing noise.
