@@ -51,8 +51,10 @@ inline void tile_kernel(const Job& j, int64_t r, int64_t t) {
         for (int h = 0; h < H; ++h) acc[m][n][h] = _mm256_setzero_si256();
     for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
       const int64_t k = c * cols_per_chunk;
-      if (MR <= 4)  // decode: software prefetch ahead in every tile stream, as the AVX-512 path
-        for (int n = 0; n < NT; ++n) _mm_prefetch(reinterpret_cast<const char*>(tile[n] + c * 64 + 1024), _MM_HINT_T0);
+      if (MR <= 4) {  // decode: software prefetch ahead in every tile stream, as the AVX-512 path
+        const int64_t off = c * 64 + 2048, skip = off >= w.tile_bytes() ? (NT - 1) * w.tile_bytes() : 0;
+        for (int n = 0; n < NT; ++n) _mm_prefetch(reinterpret_cast<const char*>(tile[n] + off + skip), _MM_HINT_T0);
+      }
       if (BITS == 4) {
         __m256i lo[NT][2], hi[NT][2];
         for (int n = 0; n < NT; ++n)

@@ -14,7 +14,7 @@
 
 namespace loopq::kernels::detail::avx512 {
 
-constexpr int64_t kPrefetch = 1024;
+constexpr int64_t kPrefetch = 2048;  // bytes ahead per stream
 
 inline __m512i bcast_dword(const int8_t* p) {
   int32_t v;
@@ -48,8 +48,12 @@ inline void tile_kernel(const Job& j, int64_t r, int64_t t) {
       const int64_t k = c * cols_per_chunk;
       // Decode streams each weight byte once from DRAM: prefetch kPrefetch bytes ahead in every
       // tile stream (the hardware prefetcher alone left the int4 GEMV short of the bandwidth).
-      if (MR <= 4)
-        for (int n = 0; n < NT; ++n) _mm_prefetch(reinterpret_cast<const char*>(tile[n] + c * 64 + kPrefetch), _MM_HINT_T0);
+      // Near a tile's end the address runs on into the same stream of the next NT tiles (tiles
+      // are contiguous), so no stream restarts cold.
+      if (MR <= 4) {
+        const int64_t off = c * 64 + kPrefetch, skip = off >= w.tile_bytes() ? (NT - 1) * w.tile_bytes() : 0;
+        for (int n = 0; n < NT; ++n) _mm_prefetch(reinterpret_cast<const char*>(tile[n] + off + skip), _MM_HINT_T0);
+      }
       if (BITS == 4) {
         __m512i lo[NT], hi[NT];
         for (int n = 0; n < NT; ++n) {
