@@ -35,6 +35,7 @@ const char* kBenchHelp =
     "usage: loopq bench kernels [--threads N] [--reps 5] [--cold-mib M] [--shapes 2048x2048,...]\n"
     "                           [--gemm-rows 512] [--path scalar|avx2|avx512]\n"
     "Times the packed kernels (W4A8, W4A4, W8A8; int4/int8 weights with one fp32 scale per row,\n"
+    "and W4A8 with a scale per group of 128;\n"
     "dynamic per-token activations) on OUTxIN shapes (default 2048x2048, 5632x2048, 2048x5632,\n"
     "4096x4096):\n"
     "  GEMV, 1 row (and W4A8 with 4 rows), cold: each call uses the next of enough distinct weight copies (--cold-mib,\n"
@@ -156,17 +157,18 @@ k::PackedWeight clone(const k::PackedWeight& w) {
 }
 
 // Symmetric per-row RTN codes of a random weight (the values do not change the timing).
-k::LogicalWeight random_weight(int bits, int64_t out, int64_t in, std::mt19937& gen) {
+k::LogicalWeight random_weight(int bits, int64_t out, int64_t in, std::mt19937& gen, int64_t group = 0) {
   k::LogicalWeight w;
   w.bits = bits;
   w.out = out;
   w.in = in;
+  w.group_size = group;
   const int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
   std::uniform_int_distribution<int> code(lo, hi);
   w.code.resize(size_t(out * in));
   for (auto& c : w.code) c = code(gen);
-  w.scale.assign(size_t(out), 0.01f);
-  w.zero.assign(size_t(out), 0);
+  w.scale.assign(size_t(out * w.groups()), 0.01f);
+  w.zero.assign(size_t(out * w.groups()), 0);
   return w;
 }
 
@@ -193,8 +195,8 @@ std::vector<Shape> parse_shapes(const std::string& s) {
       sh.in = std::strtoll(item.c_str() + x + 1, &end, 10);
       if (!ok1 || *end != '\0') sh = {0, 0};
     }
-    if (sh.out < 1 || sh.in < 32 || sh.in % 32 != 0 || sh.out > 65536 || sh.in > 65536)
-      throw Error("--shapes: '" + item + "' is not OUTxIN with IN a multiple of 32 (<= 65536)");
+    if (sh.out < 1 || sh.in < 128 || sh.in % 128 != 0 || sh.out > 65536 || sh.in > 65536)
+      throw Error("--shapes: '" + item + "' is not OUTxIN with IN a multiple of 128 (<= 65536)");
     out.push_back(sh);
     pos = comma + 1;
   }
@@ -354,7 +356,8 @@ int cmd_bench(int argc, char** argv) {
     std::snprintf(shape, sizeof(shape), "%lldx%lld", (long long)s.out, (long long)s.in);
     const k::PackedWeight w4 = k::pack(random_weight(4, s.out, s.in, gen));
     const k::PackedWeight w8 = k::pack(random_weight(8, s.out, s.in, gen));
-    PackedPool p4(w4, pool, gen), p8(w8, pool, gen);
+    const k::PackedWeight w4g = k::pack(random_weight(4, s.out, s.in, gen, 128));
+    PackedPool p4(w4, pool, gen), p8(w8, pool, gen), p4g(w4g, pool, gen);
     Q40Pool q(s, pool, gen);
     Fp32Pool f(s, pool);
     const std::vector<Pass> passes = {{"bw", [&] { probe.pass(); }},
@@ -364,14 +367,15 @@ int cmd_bench(int argc, char** argv) {
                                       {"Q4_0xQ8_0", [&] { q.pass(threads); }},
                                       {"fp32 linear", [&] { f.pass_linear(); }},
                                       {"W4A8 4rows", [&] { p4.pass(a8, threads, 4); }},
-                                      {"fp32 mv", [&] { f.pass_mv(); }}};
+                                      {"fp32 mv", [&] { f.pass_mv(); }},
+                                      {"W4A8 g128", [&] { p4g.pass(a8, threads); }}};
     const std::vector<std::vector<double>> times = interleaved(passes, reps);
     const std::vector<double> t = medians(times);
     const double bw = double(probe.read_bytes()) / t[0];
     const double calls[] = {1, double(p4.ws.size()), double(p4.ws.size()), double(p8.ws.size()), double(q.ws.size()),
-                            double(f.ws.size()), double(p4.ws.size()), double(f.ws.size())};
+                            double(f.ws.size()), double(p4.ws.size()), double(f.ws.size()), double(p4g.ws.size())};
     const double bytes[] = {0, double(w4.bytes()), double(w4.bytes()), double(w8.bytes()), double(q.bytes()),
-                            double(s.out * s.in * 4), double(w4.bytes()), double(s.out * s.in * 4)};
+                            double(s.out * s.in * 4), double(w4.bytes()), double(s.out * s.in * 4), double(w4g.bytes())};
     const double q_us = t[4] / calls[4] * 1e6;
     // %BW: median over reps of (weight bytes / pass time) / (probe bytes / probe time) of the same rep.
     auto frac = [&](size_t i) {
@@ -407,10 +411,12 @@ int cmd_bench(int argc, char** argv) {
     auto packed = [&](const k::PackedWeight& w, const k::ActParams& a) {
       return [&, a] { k::linear_f32(w, x.data(), gemm_rows, s.in, a, {}, y.data(), s.out, threads, scratch); };
     };
+    const k::PackedWeight w4g = k::pack(random_weight(4, s.out, s.in, gen, 128));
     const std::vector<Pass> passes = {{"W4A8", packed(w4, a8)},
                                       {"W4A4", packed(w4, a4)},
                                       {"W8A8", packed(w8, a8)},
-                                      {"fp32 linear", [&] { at::linear(xf, wf); }}};
+                                      {"fp32 linear", [&] { at::linear(xf, wf); }},
+                                      {"W4A8 g128", packed(w4g, a8)}};
     const std::vector<std::vector<double>> times = interleaved(passes, reps);
     const std::vector<double> t = medians(times);
     for (size_t i = 0; i < passes.size(); ++i)
