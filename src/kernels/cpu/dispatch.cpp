@@ -156,9 +156,10 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
   job.ldy = ldy;
   const Fns f = fns(active_path());
   if (x.rows <= 4) {
-    // Decode: tasks of 8 tiles (128 rows), several per thread, so a thread the OS delays on a
-    // busy machine does not hold up the call: the others take its share.
-    const int64_t per = 8;
+    // Decode: tasks of 4 tiles (64 rows, one step of the kernel), many per thread, so a thread
+    // the OS delays on a busy machine does not hold up the call (the others take its share) and
+    // the threads finish within a few microseconds of each other.
+    const int64_t per = 4;
     const int tasks = int((w.tiles + per - 1) / per);
     parallel_for(threads, tasks, [&](int i) {
       const int64_t t0 = i * per, t1 = std::min(w.tiles, t0 + per);
