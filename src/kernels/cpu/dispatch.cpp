@@ -156,14 +156,36 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
   job.ldy = ldy;
   const Fns f = fns(active_path());
   if (x.rows <= 4) {
-    // Decode: tasks of 4 tiles (64 rows, one step of the kernel), many per thread, so a thread
-    // the OS delays on a busy machine does not hold up the call (the others take its share) and
-    // the threads finish within a few microseconds of each other.
-    const int64_t per = 4;
-    const int tasks = int((w.tiles + per - 1) / per);
-    parallel_for(threads, tasks, [&](int i) {
-      const int64_t t0 = i * per, t1 = std::min(w.tiles, t0 + per);
-      f.gemv(job, 0, x.rows, t0, t1);
+    // Decode: each thread walks its own contiguous span of 4-tile steps front to back, so its
+    // memory streams (and the kernel's prefetch, which runs on into the next step) stay
+    // sequential. A thread that runs out steals steps from the back of the fullest span, so one
+    // the OS delays on a busy machine does not hold up the call.
+    const int64_t per = 4, steps = (w.tiles + per - 1) / per;
+    const int n = int(std::min<int64_t>(threads, steps));
+    std::vector<std::atomic<uint64_t>> spans(static_cast<size_t>(n));  // front | back << 32
+    for (int i = 0; i < n; ++i) spans[size_t(i)] = uint64_t(steps * i / n) | (uint64_t(steps * (i + 1) / n) << 32);
+    auto run = [&](int64_t step) { f.gemv(job, 0, x.rows, step * per, std::min(w.tiles, (step + 1) * per)); };
+    parallel_for(n, n, [&](int i) {
+      for (;;) {  // own span, from the front
+        uint64_t v = spans[size_t(i)].load();
+        const uint32_t front = uint32_t(v), back = uint32_t(v >> 32);
+        if (front >= back) break;
+        if (spans[size_t(i)].compare_exchange_weak(v, uint64_t(front + 1) | (uint64_t(back) << 32))) run(front);
+      }
+      for (;;) {  // steal from the back of the fullest span
+        int best = -1;
+        uint32_t most = 0;
+        for (int s2 = 0; s2 < n; ++s2) {
+          const uint64_t v = spans[size_t(s2)].load();
+          const uint32_t left = uint32_t(v >> 32) > uint32_t(v) ? uint32_t(v >> 32) - uint32_t(v) : 0;
+          if (left > most) most = left, best = s2;
+        }
+        if (best < 0) break;
+        uint64_t v = spans[size_t(best)].load();
+        const uint32_t front = uint32_t(v), back = uint32_t(v >> 32);
+        if (front < back && spans[size_t(best)].compare_exchange_weak(v, uint64_t(front) | (uint64_t(back - 1) << 32)))
+          run(back - 1);
+      }
     });
   } else {
     const int64_t chunk = gemm_task_tiles(w);
