@@ -1,6 +1,9 @@
 #pragma once
 // Internal interface between dispatch.cpp and the per-ISA kernel files. Each ISA file is compiled
-// with its own flags (CMakeLists.txt) and only entered after a cpuid check.
+// with its own flags (CMakeLists.txt) and only entered after a cpuid check. Rule for those files:
+// intrinsics, their own namespace (detail::avx2 / detail::avx512) and trivial accessors only. An
+// out-of-line copy of a shared inline function (std:: containers, helpers below) compiled there
+// with AVX-512 flags could be the copy the linker keeps for the whole program.
 #include <cstdint>
 
 #include "kernels/cpu/format.h"
