@@ -2,13 +2,16 @@
 // the scalar reference. Integer accumulation must be exact; fp32 outputs within 1e-5 relative.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "helpers.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::kernels::test {
@@ -185,6 +188,20 @@ TEST(Reference, MatchesDoubleDequant) {
           ASSERT_NEAR(y[size_t(r * s.out + o)], e, tol) << name(f) << " [" << s.out << "x" << s.in << "]";
         }
     }
+}
+
+TEST(ThreadPool, NestedAndConcurrentCalls) {
+  std::vector<std::atomic<int>> hits(64);
+  parallel_for(3, 8, [&](int i) {
+    parallel_for(3, 8, [&](int j) { hits[size_t(i * 8 + j)].fetch_add(1); });  // runs inline
+  });
+  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+  std::atomic<long> sum{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 3; ++c)
+    callers.emplace_back([&] { parallel_for(2, 100, [&](int i) { sum.fetch_add(i); }); });
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(sum.load(), 3 * 4950);
 }
 
 TEST(Dispatch, PathNamesAndActive) {

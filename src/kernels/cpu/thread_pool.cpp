@@ -110,11 +110,20 @@ Pool& pool() {
 
 void parallel_for(int threads, int n, const std::function<void(int)>& fn) {
   if (n <= 0) return;
-  if (threads <= 1 || n == 1) {
+  // A parallel_for inside a task (on a pool thread or the caller) runs inline: the pool is busy
+  // with the outer call, and waiting for it would deadlock.
+  static thread_local bool inside = false;
+  if (threads <= 1 || n == 1 || inside) {
     for (int i = 0; i < n; ++i) fn(i);
     return;
   }
-  pool().run(std::min(threads, n), n, fn);
+  const std::function<void(int)> marked = [&fn](int i) {
+    const bool was = inside;
+    inside = true;
+    fn(i);
+    inside = was;
+  };
+  pool().run(std::min(threads, n), n, marked);
 }
 
 }  // namespace loopq::kernels

@@ -7,7 +7,7 @@
 namespace loopq::kernels {
 
 // Runs fn(i) for every i in [0, n) on up to `threads` threads (the caller is one of them) and
-// returns when all are done. Calls are serialized; fn must not call parallel_for itself.
+// returns when all are done. Concurrent calls are serialized; a call made inside fn runs inline.
 void parallel_for(int threads, int n, const std::function<void(int)>& fn);
 
 }  // namespace loopq::kernels
