@@ -302,6 +302,33 @@ void fix_openblas_core(int argc, char** argv) {
   execv("/proc/self/exe", args.data());  // returns only on failure: carry on with the slow core
 }
 
+// oneDNN's s8 GEMM, through the libdnnl.so.2 that libtorch already loads (Debian ships no
+// headers without libdnnl-dev, so the C entry point is looked up by name). Row-major
+// C[M][N] (int32) = A[M][K] (u8) x B (s8), here B = W [N][K] transposed: the integer product
+// of W8A8 without unpacking, scales or epilogue, i.e. a floor for any int8 GEMM here.
+struct Dnnl {
+  using Gemm = int (*)(char, char, char, int64_t, int64_t, int64_t, float, const uint8_t*, int64_t, uint8_t,
+                       const int8_t*, int64_t, int8_t, float, int32_t*, int64_t, const int32_t*);
+  Gemm gemm = nullptr;
+  std::string version;
+  Dnnl() {
+    void* h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_NOLOAD);
+    if (!h) h = dlopen("libdnnl.so.2", RTLD_NOW);
+    if (!h) return;
+    gemm = reinterpret_cast<Gemm>(dlsym(h, "dnnl_gemm_u8s8s32"));
+    struct V {
+      int major, minor, patch;
+      const char* hash;
+      unsigned cpu_runtime, gpu_runtime;
+    };
+    using VersionFn = const V* (*)();
+    if (const auto vf = reinterpret_cast<VersionFn>(dlsym(h, "dnnl_version"))) {
+      const V* v = vf();
+      version = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+    }
+  }
+};
+
 const char* mark(bool ok) { return ok ? "met" : "MISSED"; }
 
 }  // namespace
@@ -393,8 +420,10 @@ int cmd_bench(int argc, char** argv) {
   }
   const bool gemv_bw_ok = worst_frac >= 0.9, gemv_q40_ok = worst_q40 >= 1.5;
 
+  const Dnnl dnnl;
   std::printf("\nGEMM, %lld rows (prefill, activations quantized per token inside the timing),\n"
-              "GFLOP/s-equivalent = 2 x rows x out x in / time\n", (long long)gemm_rows);
+              "GFLOP/s-equivalent = 2 x rows x out x in / time%s%s\n", (long long)gemm_rows,
+              dnnl.gemm ? "; oneDNN u8s8 = dnnl_gemm_u8s8s32 of oneDNN " : "", dnnl.gemm ? dnnl.version.c_str() : "");
   std::printf("%-10s %-11s %9s %9s %7s\n", "shape", "kernel", "ms", "GFLOP/s", "xfp32");
   double worst_gemm = 1e9, worst_gemm_a4 = 1e9;
   for (const Shape& s : shapes) {
@@ -412,11 +441,21 @@ int cmd_bench(int argc, char** argv) {
       return [&, a] { k::linear_f32(w, x.data(), gemm_rows, s.in, a, {}, y.data(), s.out, threads, scratch); };
     };
     const k::PackedWeight w4g = k::pack(random_weight(4, s.out, s.in, gen, 128));
-    const std::vector<Pass> passes = {{"W4A8", packed(w4, a8)},
-                                      {"W4A4", packed(w4, a4)},
-                                      {"W8A8", packed(w8, a8)},
-                                      {"fp32 linear", [&] { at::linear(xf, wf); }},
-                                      {"W4A8 g128", packed(w4g, a8)}};
+    std::vector<Pass> passes = {{"W4A8", packed(w4, a8)},
+                                {"W4A4", packed(w4, a4)},
+                                {"W8A8", packed(w8, a8)},
+                                {"fp32 linear", [&] { at::linear(xf, wf); }},
+                                {"W4A8 g128", packed(w4g, a8)}};
+    std::vector<uint8_t> au8(size_t(gemm_rows * s.in), 100);
+    std::vector<int8_t> bs8(size_t(s.out * s.in), 3);
+    std::vector<int32_t> c32(size_t(gemm_rows * s.out));
+    if (dnnl.gemm)
+      passes.push_back({"oneDNN u8s8", [&] {
+                          const int32_t co = 0;
+                          if (dnnl.gemm('N', 'T', 'F', gemm_rows, s.out, s.in, 1.0f, au8.data(), s.in, 0, bs8.data(), s.in, 0,
+                                        0.0f, c32.data(), s.out, &co) != 0)
+                            throw Error("bench: dnnl_gemm_u8s8s32 failed");
+                        }});
     const std::vector<std::vector<double>> times = interleaved(passes, reps);
     const std::vector<double> t = medians(times);
     for (size_t i = 0; i < passes.size(); ++i)
