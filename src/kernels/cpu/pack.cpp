@@ -29,7 +29,7 @@ int64_t PackedWeight::bytes() const {
 
 namespace {
 
-void check_shape(int bits, bool symmetric, int64_t out, int64_t in, int64_t group_size) {
+void check_shape(int bits, int64_t out, int64_t in, int64_t group_size) {
   const std::string what = "kernels: weight [" + std::to_string(out) + ", " + std::to_string(in) + "] ";
   if (bits != 4 && bits != 8) throw Error(what + "has " + std::to_string(bits) + " bits; kernels take 4 or 8");
   if (out < 1 || in < 1) throw Error(what + "is empty");
@@ -43,7 +43,6 @@ void check_shape(int bits, bool symmetric, int64_t out, int64_t in, int64_t grou
       throw Error(what + "group size " + std::to_string(group_size) + " must be a multiple of " +
                   std::to_string(chunk) + " for int" + std::to_string(bits));
   }
-  (void)symmetric;
 }
 
 int32_t code_min(int bits, bool sym) { return sym ? -(1 << (bits - 1)) : 0; }
@@ -52,8 +51,8 @@ int32_t code_max(int bits, bool sym) { return sym ? (1 << (bits - 1)) - 1 : (1 <
 }  // namespace
 
 PackedWeight pack(const LogicalWeight& w) {
-  check_shape(w.bits, w.symmetric, w.out, w.in, w.group_size);
-  const int64_t groups = w.groups(), gsz = w.group();
+  check_shape(w.bits, w.out, w.in, w.group_size);
+  const int64_t groups = w.groups();
   if (int64_t(w.code.size()) != w.out * w.in || int64_t(w.scale.size()) != w.out * groups ||
       (!w.symmetric && int64_t(w.zero.size()) != w.out * groups))
     throw Error("kernels: logical weight buffers do not match its shape");
@@ -101,12 +100,11 @@ PackedWeight pack(const LogicalWeight& w) {
       }
     }
   }
-  (void)gsz;
   return p;
 }
 
 LogicalWeight unpack_file(const FileWeight& f) {
-  check_shape(f.bits, f.symmetric, f.out, f.in, f.group_size);
+  check_shape(f.bits, f.out, f.in, f.group_size);
   if (!f.codes || !f.scales || (!f.symmetric && !f.zeros))
     throw Error("kernels: file weight has null codes, scales or (asymmetric) zeros");
   LogicalWeight w;
@@ -145,7 +143,7 @@ LogicalWeight unpack_file(const FileWeight& f) {
 PackedWeight repack(const FileWeight& f) { return pack(unpack_file(f)); }
 
 std::vector<uint8_t> file_codes(const LogicalWeight& w) {
-  check_shape(w.bits, w.symmetric, w.out, w.in, w.group_size);
+  check_shape(w.bits, w.out, w.in, w.group_size);
   std::vector<uint8_t> bytes(size_t(w.bits == 4 ? w.out * w.in / 2 : w.out * w.in), 0);
   for (int64_t o = 0; o < w.out; ++o)
     for (int64_t k = 0; k < w.in; ++k) {
