@@ -13,7 +13,8 @@ namespace loopq::kernels {
 PackedWeight repack(const FileWeight& w);
 // From logical codes (used by tests and the benchmark).
 PackedWeight pack(const LogicalWeight& w);
-// The file layout's int4 bytes of a logical int4 weight (even column low nibble); for tests.
+// The file layout's code bytes of a logical weight (int4: even column in the low nibble;
+// asymmetric codes shifted by -2^(b-1)), the inverse of unpack_file; for tests and tools.
 std::vector<uint8_t> file_codes(const LogicalWeight& w);
 // Logical weight of a file-layout weight (the reference's input).
 LogicalWeight unpack_file(const FileWeight& w);
