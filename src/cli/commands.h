@@ -15,5 +15,6 @@ int cmd_train(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_calib_stats(int argc, char** argv);
 int cmd_diagnose(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace loopq::cli
