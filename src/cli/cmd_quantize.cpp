@@ -36,7 +36,7 @@ const char* kQuantizeHelp =
     "         [--act-mode dynamic|static] [--act-samples 512] [--fit-windows 8]\n"
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
-    "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...]\n"
+    "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -54,7 +54,9 @@ const char* kQuantizeHelp =
     "               calibration rows per site and loop); static baselines pool the loops\n"
     "  loopq        QuaRot rotations + GPTQ (or --loopq-weights rtn) as the shared backbone, plus\n"
     "               A: per-loop activation parameters (static scales or clip ratios) and a per-loop\n"
-    "                  output scale/bias per channel (closed-form least squares)\n"
+    "                  output scale/bias per channel (closed-form least squares); with\n"
+    "                  --loopq-smooth also a shared smoothing vector per site, its strength chosen\n"
+    "                  by the worst loop's output error, folded into norms / up / v rows\n"
     "               B: selective rotation (an online rotation is kept only where it lowers the\n"
     "                  measured output error over the loops; decisions stored in config.json)\n"
     "               C: per-loop state alignment (model.norm weight + bias per loop, closed form)\n"
@@ -77,7 +79,7 @@ int cmd_quantize(int argc, char** argv) {
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows"},
-            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq"});
+            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
     return 0;
@@ -131,6 +133,8 @@ int cmd_quantize(int argc, char** argv) {
   if (lw != "gptq" && lw != "rtn") throw Error("--loopq-weights must be gptq or rtn, got '" + lw + "'");
   qc.loopq = quant::LoopQSpec::parse(loopq ? args.get("loopq-components", "ABCD") : "", lw == "gptq");
   if (loopq && qc.loopq.components().empty()) throw Error("--loopq-components needs at least one of A, B, C, D");
+  if (args.has("loopq-smooth") && !(loopq && qc.loopq.A)) throw Error("--loopq-smooth needs --method loopq with component A");
+  qc.loopq_smooth = args.has("loopq-smooth");
   const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
   for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc"})
     if (!optimizes && args.has(f))

@@ -8,6 +8,7 @@
 #include "quant/act_calibration.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
+#include "quant/loop_smoothing.h"
 #include "quant/output_affine.h"
 #include "quant/quarot.h"
 #include "quant/selective_rotation.h"
@@ -93,7 +94,7 @@ LinearParts linear_parts(const LinearPtr& op) {
 
 bool needs_calibration(const QuantConfig& cfg) {
   const Recipe r = recipe_of(cfg);
-  return r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
+  return r.loop_smooth || r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
 }
 
 void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
@@ -119,6 +120,7 @@ Recipe recipe_of(const QuantConfig& cfg) {
     case Method::LoopQ: {
       const LoopQSpec& q = cfg.loopq;
       r.rotate = true;
+      r.loop_smooth = q.A && cfg.loopq_smooth;
       r.select_rotations = q.B;
       r.gptq = q.gptq_weights;
       r.per_loop = true;
@@ -162,6 +164,12 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
   std::unique_ptr<OuroModel> reference;
   if (recipe.align_states || recipe.optimize) reference = std::make_unique<OuroModel>(dense_copy(model));
 
+  if (recipe.loop_smooth)
+    timed(run, report, "A: loop-balanced smoothing", [&] {
+      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
+      cfg.smoothing_report = loop_balanced_smoothing(model, samples, weight_grid(cfg), cfg.act, recipe.rotate,
+                                                     cfg.rotation_seed);
+    });
   if (recipe.rotate) {
     quarot_rotate_model(model, cfg.rotation_seed);
     cfg.kv.rotate_qk = cfg.kv.bits < 16;  // R3 only matters when K is quantized

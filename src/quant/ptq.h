@@ -30,12 +30,13 @@ struct PtqReport {
 
 // Which passes a method runs (design-notes §1): the static baselines, every LoopQ ablation row
 // and learned-static differ only here, in this order:
-//   rotate -> select_rotations (B) -> smooth -> quantize weights (RTN | GPTQ | trajectory GPTQ)
+//   loop_smooth (A, opt-in) -> rotate -> select_rotations (B) -> smooth -> quantize weights (RTN | GPTQ | trajectory GPTQ)
 //   -> calibrate_acts
 //   -> fit_affine -> align_states -> optimize (trajectory or layer-local loss)
 // per_loop: the activation parameters, output affines and state alignment get one set per loop
 // (LoopQ) instead of one set for all loops (learned-static, and static scales of the baselines).
 struct Recipe {
+  bool loop_smooth = false;  // LoopQ A's loop-balanced shared smoothing vector (before rotate)
   bool rotate = false, select_rotations = false, smooth = false, gptq = false;
   // GPTQ Hessians from the quantized trajectory: earlier layers run with their activations
   // quantized too, each loop's rows weighted by QuantConfig::gptq_loop_weights (LoopQ D).

@@ -113,7 +113,8 @@ nlohmann::json QuantConfig::to_json() const {
                    {"clip", kv.clip}, {"qk_head_hadamard", kv.rotate_qk}, {"per_loop", true}};
   if (method == Method::SmoothQuant) j["smoothquant"] = {{"alpha", smooth_alpha}};
   if (method == Method::LoopQ)
-    j["loopq"] = {{"components", loopq.components()}, {"weights", loopq.gptq_weights ? "gptq" : "rtn"}};
+    j["loopq"] = {{"components", loopq.components()}, {"weights", loopq.gptq_weights ? "gptq" : "rtn"},
+                  {"smoothing", loopq_smooth}, {"smoothing_report", smoothing_report}};
   if (method == Method::LearnedStatic) j["learned_static"] = {{"weights", loopq.gptq_weights ? "gptq" : "rtn"}};
   if ((method == Method::LoopQ && loopq.D) || method == Method::LearnedStatic)
     j["optimize"] = {{"loss", method == Method::LoopQ ? "trajectory" : "layer_local"},
@@ -174,6 +175,8 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       const std::string wq = lq.value("weights", std::string("gptq"));
       if (wq != "gptq" && wq != "rtn") throw Error("loopq.weights must be gptq or rtn");
       c.loopq = LoopQSpec::parse(lq.at("components").get<std::string>(), wq == "gptq");
+      c.loopq_smooth = lq.value("smoothing", false);
+      c.smoothing_report = lq.value("smoothing_report", nlohmann::json());
     }
     if (j.contains("learned_static"))
       c.loopq.gptq_weights = j["learned_static"].value("weights", std::string("gptq")) == "gptq";

@@ -54,6 +54,8 @@ struct QuantConfig {
   uint64_t rotation_seed = 0;
   // LoopQ
   LoopQSpec loopq;
+  bool loopq_smooth = false;         // A's loop-balanced smoothing vector (opt-in: --loopq-smooth)
+  nlohmann::json smoothing_report;   // its per-site choices and errors
   // Activation-parameter search: calibration rows kept per (layer, input, loop).
   int64_t act_samples = 1024;
   // Calibration windows the closed-form fits (output affine, state alignment) stream (the first N).

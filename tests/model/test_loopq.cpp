@@ -15,6 +15,7 @@
 #include "model/model_io.h"
 #include "quant/act_calibration.h"
 #include "quant/diagnostics.h"
+#include "quant/loop_smoothing.h"
 #include "quant/output_affine.h"
 #include "quant/ptq.h"
 #include "quant/quant_linear.h"
@@ -384,4 +385,46 @@ TEST(LoopQ, RejectsBadSpecs) {
   cfg.act.bits = 4;
   cfg.act.symmetric = false;
   EXPECT_THROW(cfg.validate(32, 44, 32, 16), Error);  // static scales are symmetric
+}
+
+TEST(LoopQ, SmoothingFoldsAreExactIncludingGqa) {
+  // Any positive per-channel scales folded at every input group leave the FP model's function
+  // unchanged (norms, up_proj rows, v_proj rows per KV head).
+  OuroModel ref = tiny_model(29), m = tiny_model(29);
+  const LoopLMConfig& c = m.config();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  const int64_t KVH = c.num_kv_heads, G = c.num_heads / c.num_kv_heads;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    fold_smoothing(m, l, InputGroup::AttnIn, at::rand({c.hidden_size}, gen) + 0.5);
+    fold_smoothing(m, l, InputGroup::MlpIn, at::rand({c.hidden_size}, gen) + 0.5);
+    fold_smoothing(m, l, InputGroup::DownIn, at::rand({c.intermediate_size}, gen) + 0.5);
+    const at::Tensor sv = at::rand({KVH, 1, c.head_dim}, gen) + 0.5;
+    fold_smoothing(m, l, InputGroup::OIn, sv.expand({KVH, G, c.head_dim}).reshape({-1}));
+  }
+  const at::Tensor ids = ids_of(2, 10, 16);
+  const at::Tensor a = all_logits(m, ids), b = all_logits(ref, ids);
+  EXPECT_LT(((a - b).norm() / b.norm()).item<double>(), 1e-5);
+  // Scales that differ between query heads of one KV head cannot be carried by v_proj.
+  EXPECT_THROW(fold_smoothing(m, 0, InputGroup::OIn, at::rand({c.q_dim()}, gen) + 0.5), Error);
+}
+
+TEST(LoopQ, LoopBalancedSmoothingNeverHurtsTheWorstLoop) {
+  const at::Tensor calib = ids_of(6, 16, 17);
+  OuroModel m = tiny_model(30);
+  ActQuant act;
+  act.bits = 4;
+  act.static_scale = true;
+  const ActivationSampler samples = sample_activations(m, calib, 64, 3);
+  const nlohmann::json rep = loop_balanced_smoothing(m, samples, Grid{4, true}, act, true, 0);
+  ASSERT_EQ(rep.size(), size_t(m.config().num_layers * kNumInputGroups));
+  for (const auto& site : rep) {
+    double off_worst = 0, chosen_worst = INFINITY;
+    for (const auto& t : site["tried"]) {
+      double w = 0;
+      for (double e : t["rel_error"]) w = std::max(w, e);
+      if (t["alpha"].is_null()) off_worst = w;
+      if (t["alpha"] == site["alpha"]) chosen_worst = w;
+    }
+    EXPECT_LE(chosen_worst, off_worst);
+  }
 }
