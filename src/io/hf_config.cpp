@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "model/config.h"
+#include "io/hf_config.h"
 #include "util/error.h"
 
 namespace loopq {
