@@ -33,7 +33,9 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const MergeLi
   merges_.reserve(merges.size());
   const std::string& prefix = options_.continuing_subword_prefix;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [a, b] = merges[rank];
+    // Not a structured binding: C++17 lambdas cannot capture those (clang rejects it).
+    const std::string& a = merges[rank].first;
+    const std::string& b = merges[rank].second;
     auto find = [&](const std::string& t) {
       auto it = vocab_.find(t);
       if (it == vocab_.end())
