@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) into ./build-fuzz and runs each one for
 # SECONDS (default 20) from its seed corpus in fuzz/corpus/<target>. Exits non-zero if any target
-# finds a crash, a timeout (> 10 s on one input) or an allocation over 1 GB; the input is kept in
-# build-fuzz/artifacts/<target>/ and the log in build-fuzz/logs/<target>.log.
+# finds a crash, an allocation over 1 GB or a timeout; the input is kept in
+# build-fuzz/artifacts/<target>/ and the log in build-fuzz/logs/<target>.log. The timeout is 25 s
+# of wall time, not 10: libFuzzer's clock is wall time, and a loaded 2-core machine stalls niced
+# processes for seconds (inputs it flagged at 10 s reran in < 50 ms). tests/cli/limits.sh checks
+# the 10 s bound on CPU time instead.
 #   FUZZ_PARALLEL=1   run all targets at once (long campaigns; CI runs them one after another)
 #   FUZZ_TARGETS="safetensors args"   a subset
 set -euo pipefail
@@ -32,7 +35,7 @@ run_one() {
   mkdir -p "$work" "$build/artifacts/$t" "$build/logs"
   # New inputs go to the build folder; the committed seeds stay as they are.
   UBSAN_OPTIONS=print_stacktrace=1 "$build/fuzz/fuzz_$t" "$work" "$root/fuzz/corpus/$t" \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -max_len="$(max_len "$t")" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t/" \
     >"$build/logs/$t.log" 2>&1
 }
