@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-torch python3-numpy python3-matplotlib
+  # scripts/fuzz.sh: clang 14 with libFuzzer and the ASan/UBSan runtimes; GNU time for the
+  # CLI resource-limit test.
+  clang clang-14 libclang-rt-14-dev time
 )
 missing=()
 for p in "${packages[@]}"; do

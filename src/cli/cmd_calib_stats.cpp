@@ -15,6 +15,7 @@
 #include "model/model_io.h"
 #include "quant/calibration.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace fs = std::filesystem;
 
@@ -51,6 +52,18 @@ int cmd_calib_stats(int argc, char** argv) {
   const LoopLMConfig& c = model.config();
   const int64_t seqlen = args.get_int("seqlen", std::min<int64_t>(512, c.max_position_embeddings), 2,
                                       c.max_position_embeddings);
+  // The windows are one int64 tensor of nsamples x seqlen, built before anything runs.
+  check_fits_in_memory(saturating_product({uint64_t(nsamples), uint64_t(seqlen), 8}),
+                       "--nsamples " + std::to_string(nsamples) + " x --seqlen " +
+                           std::to_string(seqlen) + ": the calibration windows");
+  if (model.device() == at::Device(at::kCPU)) {
+    // One batch's fp32 attention scores and softmax (B x heads x seqlen^2 each), at least.
+    const int64_t b = std::min(batch, nsamples);
+    check_fits_in_memory(saturating_product({uint64_t(b), uint64_t(c.num_heads), uint64_t(seqlen),
+                                             uint64_t(seqlen), 8}),
+                         "--batch " + std::to_string(b) + " x --seqlen " + std::to_string(seqlen) +
+                             ": the attention scores");
+  }
   auto tokenizer = load_model_tokenizer(model_dir_of(model_dir));
   check_tokenizer_fits(*tokenizer, c);
   const at::Tensor windows =

@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "util/memory.h"
 #include "model/generate.h"
 #include "util/error.h"
 
@@ -48,6 +49,13 @@ int cmd_generate(int argc, char** argv) {
     for (long long v : parse_int_list(args.get("ids"), "--ids")) prompt.push_back(v);
   }
   check_ids_in_vocab(prompt, model.config());
+  // generate() allocates the whole KV cache (every loop and layer, fp32) up front.
+  const int64_t T = model.resolve_loops(go.forward.loops);
+  if (model.device() == at::Device(at::kCPU))
+    check_fits_in_memory(saturating_product({uint64_t(prompt.size() + go.max_new_tokens),
+                                           uint64_t(model.config().kv_bytes_per_token(T))}),
+                       "--max-new-tokens " + std::to_string(go.max_new_tokens) + " at " +
+                           std::to_string(T) + " loops: the KV cache");
 
   if (args.has("stop-ids")) {
     if (args.get("stop-ids") != "none")

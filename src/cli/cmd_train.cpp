@@ -7,6 +7,7 @@
 #include "model/runtime.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace loopq::cli {
 
@@ -76,6 +77,15 @@ int cmd_train(int argc, char** argv) {
   o.device = args.get("device", "cpu");
   o.save_dtype = args.get("save-dtype", "F32");
   if (o.save_dtype != "F32" && o.save_dtype != "BF16") throw Error("--save-dtype must be F32 or BF16");
+  if (o.device == "cpu") {
+    // A lower bound: autograd keeps every loop's and layer's fp32 attention scores for backward.
+    const LoopLMConfig& m = o.model;
+    check_fits_in_memory(
+        saturating_product({uint64_t(o.batch), uint64_t(m.num_heads), uint64_t(o.seqlen),
+                            uint64_t(o.seqlen), 4, uint64_t(m.total_ut_steps), uint64_t(m.num_layers)}),
+        "--batch " + std::to_string(o.batch) + " x --seqlen " + std::to_string(o.seqlen) +
+            ": training's attention scores");
+  }
   init_threads(int(args.get_int("threads", 0, 0, 1024)));
   train::run_training(o);
   return 0;

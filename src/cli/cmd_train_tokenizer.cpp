@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -77,30 +78,46 @@ int cmd_train_tokenizer(int argc, char** argv) {
   }
   if (text.empty()) throw Error("training file '" + file + "' is empty");
 
-  // Prepare the output before training so that mistakes fail fast.
+  // Prepare the output before training so that mistakes fail fast. A folder output is staged in
+  // a hidden folder beside it and appears whole (see io::AtomicDir), so a killed run leaves either
+  // the finished tokenizer or nothing; the next run removes the stale staging folder.
   namespace fs = std::filesystem;
   const bool single_file = out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0;
+  std::unique_ptr<io::AtomicDir> staged;
   std::string tokenizer_path, config_path;
   {
     std::error_code ec;
-    fs::path dir = single_file ? fs::path(out).parent_path() : fs::path(out);
+    fs::path dir = fs::path(out).parent_path();
+    if (!single_file && fs::path(out).filename().empty()) dir = dir.parent_path();  // "out/"
     if (!dir.empty()) {
       fs::create_directories(dir, ec);
       if (ec || !fs::is_directory(dir))
         throw Error("cannot create output directory '" + dir.string() + "'" +
                     (ec ? ": " + ec.message() : ": not a directory"));
     }
-    tokenizer_path = single_file ? out : (fs::path(out) / "tokenizer.json").string();
-    if (!single_file) config_path = (fs::path(out) / "tokenizer_config.json").string();
+    if (single_file) {
+      tokenizer_path = out;
+    } else {
+      if (fs::exists(out) && !fs::is_directory(out))
+        throw Error("cannot create output directory '" + out + "': a file of that name exists");
+      staged = std::make_unique<io::AtomicDir>(out);
+      tokenizer_path = (fs::path(out) / "tokenizer.json").string();
+      config_path = (fs::path(out) / "tokenizer_config.json").string();
+    }
   }
 
   const auto t0 = std::chrono::steady_clock::now();
   tok::BpeTrainResult r = tok::train_bpe(text, opt);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  io::write_file_atomic(tokenizer_path, tok::bpe_tokenizer_json(r));
-  if (!config_path.empty())
-    io::write_file_atomic(config_path, tok::bpe_tokenizer_config_json(r, model_max_length));
+  if (single_file) {
+    io::write_file_atomic(tokenizer_path, tok::bpe_tokenizer_json(r));
+  } else {
+    io::write_file_atomic(staged->file("tokenizer.json"), tok::bpe_tokenizer_json(r));
+    io::write_file_atomic(staged->file("tokenizer_config.json"),
+                          tok::bpe_tokenizer_config_json(r, model_max_length));
+    staged->commit({"tokenizer.json"});  // into an existing folder: tokenizer.json last
+  }
 
   std::fprintf(stderr,
                "trained on %llu bytes: %llu pre-tokens, %zu unique; %zu merges -> vocab %zu "

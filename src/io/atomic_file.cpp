@@ -1,12 +1,17 @@
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "util/error.h"
 
@@ -22,11 +27,49 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
+std::string base_name(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 }  // namespace
 
+std::string hidden_temp_path(const std::string& path, long pid) {
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  return dir + "." + base_name(path) + ".tmp." + std::to_string(pid);
+}
+
+int remove_stale_temps(const std::string& path) {
+  const std::string prefix = "." + base_name(path) + ".tmp.";
+  const std::string dir = parent_dir(path);
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0 || name.size() == prefix.size()) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const long pid = std::stol(digits);
+    // ESRCH: no such process, so nobody will commit or remove it. A live pid is left alone
+    // (it may be a concurrent writer).
+    if (pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+      stale.push_back(dir + "/" + name);
+  }
+  ::closedir(d);
+  int removed = 0;
+  for (const auto& p : stale) {
+    std::error_code ec;
+    if (std::filesystem::remove_all(p, ec) > 0 && !ec) ++removed;
+  }
+  return removed;
+}
+
 AtomicFile::AtomicFile(const std::string& path)
-    : path_(path), temp_path_(path + ".tmp." + std::to_string(::getpid())) {
+    : path_(path), temp_path_(hidden_temp_path(path, ::getpid())) {
   if (path.empty()) throw Error("cannot write a file with an empty path");
+  remove_stale_temps(path);
   // O_TRUNC: a stale temp file left by a crashed process with the same pid is simply reused.
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) throw Error(path_ + ": cannot create temp file " + temp_path_ + ": " + errno_text());
@@ -83,6 +126,59 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   AtomicFile out(path);
   out.write(contents.data(), contents.size());
   out.commit();
+}
+
+AtomicDir::AtomicDir(const std::string& path) : path_(path) {
+  if (path.empty()) throw Error("cannot write a folder with an empty path");
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();  // "out/" names the folder "out"
+  path_ = p;
+  staging_ = hidden_temp_path(path_, ::getpid());
+  remove_stale_temps(path_);
+  std::error_code ec;
+  std::filesystem::remove_all(staging_, ec);  // ours from an earlier process with this pid
+  if (::mkdir(staging_.c_str(), 0777) != 0)
+    throw Error(path_ + ": cannot create staging folder " + staging_ + ": " + errno_text());
+}
+
+AtomicDir::~AtomicDir() {
+  if (done_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(staging_, ec);
+}
+
+void AtomicDir::commit(const std::vector<std::string>& commit_last) {
+  namespace fs = std::filesystem;
+  if (done_) throw Error(path_ + ": commit after commit");
+  std::error_code ec;
+  const bool exists = fs::exists(path_, ec);
+  if (exists && !fs::is_directory(path_, ec)) throw Error(path_ + ": exists and is not a folder");
+  // rename(2) replaces an empty folder atomically; "not empty" means another writer won a race.
+  if (!exists || fs::is_empty(path_, ec)) {
+    if (::rename(staging_.c_str(), path_.c_str()) == 0) {
+      done_ = true;
+      return;
+    }
+    if (errno != ENOTEMPTY && errno != EEXIST)
+      throw Error(path_ + ": cannot rename staging folder into place: " + errno_text());
+  }
+  std::vector<std::string> first, last;
+  for (const auto& e : fs::directory_iterator(staging_)) {
+    const std::string name = e.path().filename().string();
+    bool late = false;
+    for (const auto& l : commit_last) late = late || l == name;
+    (late ? last : first).push_back(name);
+  }
+  for (const auto& l : commit_last)
+    for (const auto& n : last)
+      if (n == l) first.push_back(n);
+  for (const auto& name : first) {
+    const std::string from = staging_ + "/" + name, to = path_ + "/" + name;
+    if (::rename(from.c_str(), to.c_str()) != 0)
+      throw Error(to + ": cannot move output into place: " + errno_text());
+  }
+  done_ = true;
+  fs::remove_all(staging_, ec);
 }
 
 }  // namespace loopq::io

@@ -1,10 +1,12 @@
 // HF config.json <-> LoopLMConfig. Field semantics follow configuration_ouro.py
 // (docs/ouro-architecture.md §3.2): no silent fallback to class defaults for shape fields.
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "model/config.h"
+#include "io/hf_config.h"
 #include "util/error.h"
 
 namespace loopq {
@@ -12,11 +14,29 @@ namespace {
 
 using nlohmann::json;
 
+// A JSON value for an error message: one line, bounded (values come from untrusted files).
+std::string brief(const json& v) {
+  std::string s = v.is_structured() ? std::string(v.is_array() ? "an array" : "an object") : v.dump();
+  if (s.size() > 60) s = s.substr(0, 60) + "...";
+  return s;
+}
+
+// Far above any real looped LM (Ouro 2.6B: 48 layers, 4 loops, vocab 49152), low enough that
+// the products below cannot overflow int64 and that a config cannot ask for absurd work.
+constexpr int64_t kMaxVocab = int64_t(1) << 24;  // the tokenizer's id limit
+constexpr int64_t kMaxWidth = int64_t(1) << 20;  // hidden_size, intermediate_size
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxHeadDim = 4096;
+constexpr int64_t kMaxLoops = 1024;  // same bound as --loops
+constexpr int64_t kMaxPositions = int64_t(1) << 24;
+constexpr uint64_t kMaxConfigBytes = 16u << 20;
+
 int64_t require_int(const json& j, const char* key, const std::string& origin) {
   if (!j.contains(key)) throw Error(origin + ": missing required field '" + key + "'");
   const json& v = j[key];
   if (!v.is_number_integer())
-    throw Error(origin + ": field '" + key + "' must be an integer, got " + v.dump());
+    throw Error(origin + ": field '" + key + "' must be an integer, got " + brief(v));
   return v.get<int64_t>();
 }
 
@@ -53,6 +73,20 @@ void validate_config(const LoopLMConfig& c) {
   positive(c.intermediate_size, "intermediate_size");
   positive(c.total_ut_steps, "total_ut_steps");
   positive(c.max_position_embeddings, "max_position_embeddings");
+  auto at_most = [](int64_t v, int64_t limit, const char* name) {
+    if (v > limit)
+      throw Error(std::string("config: ") + name + " " + std::to_string(v) + " exceeds the limit of " +
+                  std::to_string(limit));
+  };
+  at_most(c.vocab_size, kMaxVocab, "vocab_size");
+  at_most(c.hidden_size, kMaxWidth, "hidden_size");
+  at_most(c.intermediate_size, kMaxWidth, "intermediate_size");
+  at_most(c.num_layers, kMaxLayers, "num_hidden_layers");
+  at_most(c.num_heads, kMaxHeads, "num_attention_heads");
+  at_most(c.num_kv_heads, kMaxHeads, "num_key_value_heads");
+  at_most(c.head_dim, kMaxHeadDim, "head_dim");
+  at_most(c.total_ut_steps, kMaxLoops, "total_ut_steps");
+  at_most(c.max_position_embeddings, kMaxPositions, "max_position_embeddings");
   if (c.num_heads % c.num_kv_heads != 0)
     throw Error("config: num_attention_heads (" + std::to_string(c.num_heads) +
                 ") is not divisible by num_key_value_heads (" + std::to_string(c.num_kv_heads) + ")");
@@ -62,6 +96,8 @@ void validate_config(const LoopLMConfig& c) {
   if (!(c.rms_norm_eps > 0)) throw Error("config: rms_norm_eps must be positive");
   if (c.early_exit_step && (*c.early_exit_step < 0))
     throw Error("config: early_exit_step must be >= 0");
+  if (!std::isfinite(c.rope_theta) || !std::isfinite(c.rms_norm_eps))
+    throw Error("config: rope_theta and rms_norm_eps must be finite");
   for (int64_t id : c.eos_token_ids)
     if (id < 0 || id >= c.vocab_size)
       throw Error("config: eos_token_id " + std::to_string(id) + " outside vocab of " +
@@ -72,7 +108,7 @@ LoopLMConfig parse_hf_config_text(const std::string& text, const std::string& or
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for number overflow
     throw Error(origin + ": invalid JSON (" + std::string(e.what()).substr(0, 120) + ")");
   }
   if (!j.is_object()) throw Error(origin + ": top level must be a JSON object");
@@ -114,12 +150,12 @@ LoopLMConfig parse_hf_config_text(const std::string& text, const std::string& or
 
   if (j.contains("hidden_act") && !j["hidden_act"].is_null()) {
     if (!j["hidden_act"].is_string() || j["hidden_act"].get<std::string>() != "silu")
-      throw Error(origin + ": unsupported hidden_act " + j["hidden_act"].dump() + " (only silu)");
+      throw Error(origin + ": unsupported hidden_act " + brief(j["hidden_act"]) + " (only silu)");
   }
   if (get_bool(j, "use_sliding_window", false, origin))
     throw Error(origin + ": use_sliding_window=true is not supported");
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
-    throw Error(origin + ": rope_scaling " + j["rope_scaling"].dump() + " is not supported");
+    throw Error(origin + ": rope_scaling " + brief(j["rope_scaling"]) + " is not supported");
   if (j.contains("attention_bias") && get_bool(j, "attention_bias", false, origin))
     throw Error(origin + ": attention_bias=true is not supported");
 
@@ -146,8 +182,13 @@ LoopLMConfig parse_hf_config_text(const std::string& text, const std::string& or
 }
 
 LoopLMConfig parse_hf_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path + ": cannot open config file");
+  // Real configs are a few KB; refuse to read (and JSON-parse) a huge file.
+  const auto size = static_cast<uint64_t>(std::max<std::streamoff>(in.tellg(), 0));
+  if (size > kMaxConfigBytes)
+    throw Error(path + ": config file is " + std::to_string(size) + " bytes, over the 16 MiB limit");
+  in.seekg(0);
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_hf_config_text(ss.str(), path);

@@ -24,6 +24,23 @@ using nlohmann::json;
 // Same limit as the reference implementation: a larger header means a corrupt or hostile file,
 // and parsing it would cost gigabytes of memory.
 constexpr uint64_t kMaxHeaderBytes = 100u * 1000u * 1000u;
+// Real checkpoints hold thousands of tensors of rank <= 5; the limits bound the index we build.
+constexpr size_t kMaxTensors = 1u << 20;
+constexpr size_t kMaxRank = 64;  // libtorch's own limit on dimensions
+
+// A JSON value for an error message: one line and bounded (dump() of a huge or deeply nested
+// value from a hostile header would print megabytes and recurse as deep as the nesting).
+std::string brief(const json& v) {
+  if (v.is_array()) {
+    bool flat = v.size() <= 8;
+    for (const auto& e : v) flat = flat && e.is_primitive();
+    if (!flat) return "an array of " + std::to_string(v.size()) + " items";
+  } else if (v.is_object()) {
+    return "an object";
+  }
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return s.size() > 80 ? s.substr(0, 80) + "..." : s;
+}
 
 // Names come from untrusted files: keep error messages on one line and of bounded length.
 std::string quote(const std::string& s) {
@@ -173,6 +190,9 @@ void SafetensorsFile::parse() {
   const char* header = reinterpret_cast<const char*>(map_.data() + 8);
   const json j = parse_json_strict(header, header + header_len, p + ": header");
   if (!j.is_object()) throw Error(p + ": header is not a JSON object");
+  if (j.size() > kMaxTensors + 1)
+    throw Error(p + ": header lists " + std::to_string(j.size()) + " entries, over the limit of " +
+                std::to_string(kMaxTensors) + " tensors");
 
   const uint8_t* data_section = map_.data() + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
@@ -203,11 +223,14 @@ void SafetensorsFile::parse() {
     const auto sh = val.find("shape");
     if (sh == val.end()) throw Error(where + ": missing shape");
     if (!sh->is_array()) throw Error(where + ": shape is not an array");
+    if (sh->size() > kMaxRank)
+      throw Error(where + ": shape has " + std::to_string(sh->size()) + " dims, over the limit of " +
+                  std::to_string(kMaxRank));
     std::vector<int64_t> shape;
     for (const auto& d : *sh) {
       uint64_t dim = 0;
       if (!as_count(d, &dim) || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        throw Error(where + ": shape " + sh->dump() + " has a dim that is not a non-negative integer");
+        throw Error(where + ": shape " + brief(*sh) + " has a dim that is not a non-negative integer");
       }
       shape.push_back(static_cast<int64_t>(dim));
     }
@@ -222,7 +245,7 @@ void SafetensorsFile::parse() {
     uint64_t begin = 0, end = 0;
     if (!off->is_array() || off->size() != 2 || !as_count((*off)[0], &begin) ||
         !as_count((*off)[1], &end)) {
-      throw Error(where + ": data_offsets " + off->dump() + " is not [begin, end] of non-negative integers");
+      throw Error(where + ": data_offsets " + brief(*off) + " is not [begin, end] of non-negative integers");
     }
     const std::string range = "[" + std::to_string(begin) + "," + std::to_string(end) + ")";
     if (begin > end) throw Error(where + ": data_offsets " + range + " has begin > end");

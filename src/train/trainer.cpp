@@ -336,7 +336,13 @@ void run_training(const TrainOptions& opt_in) {
       if (row.valid_ce.back() < best_valid) {
         best_valid = row.valid_ce.back();
         best_step = step + 1;
-        save_model(model, opt.out_dir, opt.save_dtype, opt.tokenizer_path);
+        {
+          // Staged beside the output folder, then moved in with config.json last: a kill -9
+          // never leaves a config.json next to missing or older weights.
+          io::AtomicDir staged(opt.out_dir);
+          save_model(model, staged.staging(), opt.save_dtype, opt.tokenizer_path);
+          staged.commit({"config.json"});
+        }
         std::fprintf(stderr, "  (best, saved)");
       }
       std::fprintf(stderr, "\n");

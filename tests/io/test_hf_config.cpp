@@ -1,7 +1,7 @@
 // config.json parsing: every field of the architecture doc, and named errors for bad configs.
 #include <gtest/gtest.h>
 
-#include "model/config.h"
+#include "io/hf_config.h"
 #include "util/error.h"
 
 using loopq::parse_hf_config_text;

@@ -1,6 +1,7 @@
 // Tests for the safetensors reader/writer, dtype conversions and atomic file output.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -545,10 +546,10 @@ TEST_F(SafetensorsTest, AtomicWriteReplacesExistingFile) {
   EXPECT_EQ(read_all(p), "");
   EXPECT_EQ(dir_entries(), std::vector<std::string>{"results.json"});
 
-  // The temp file lives beside the target and disappears if not committed.
+  // The temp file is hidden beside the target and disappears if not committed.
   {
     AtomicFile out(p);
-    EXPECT_EQ(out.temp_path(), p + ".tmp." + std::to_string(::getpid()));
+    EXPECT_EQ(out.temp_path(), file(".results.json.tmp." + std::to_string(::getpid())));
     out.write("partial", 7);
     EXPECT_TRUE(fs::exists(out.temp_path()));
   }
@@ -566,6 +567,27 @@ TEST_F(SafetensorsTest, AtomicWriteReplacesExistingFile) {
   EXPECT_EQ(got, 1.0f);
   std::memcpy(&got, SafetensorsFile::open(m)->get("x").data, 4);
   EXPECT_EQ(got, 2.0f);
+}
+
+TEST_F(SafetensorsTest, StaleTempFromKilledWriterIsRemoved) {
+  // A writer killed with SIGKILL leaves its hidden temp; the next write of that path removes it,
+  // but never the temp of a live process (a concurrent writer).
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  const std::string p = file("out.json");
+  const std::string dead = hidden_temp_path(p, child), live = hidden_temp_path(p, ::getppid());
+  write_raw(dead, "half a fi");
+  write_raw(live, "in progress");
+  write_raw(file(".other.json.tmp.1"), "another target's temp");
+  write_file_atomic(p, "whole");
+  EXPECT_EQ(read_all(p), "whole");
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(file(".other.json.tmp.1")));
+  EXPECT_EQ(remove_stale_temps(p), 0);
 }
 
 TEST_F(SafetensorsTest, EmptyTensorListWritesValidFile) {

@@ -10,6 +10,10 @@ namespace loopq::tok {
 
 namespace {
 constexpr int32_t kMaxVocabId = (1 << 24) - 1;  // guards the dense id -> token table
+constexpr size_t kMaxMerges = size_t(1) << 24;
+// The id -> token table is dense, so ids may not be much sparser than the vocabulary: a 1 KB
+// file with one token at id 16M would otherwise cost 500 MB of empty strings.
+size_t max_dense_ids(size_t vocab_entries) { return 4 * vocab_entries + 65536; }
 }
 
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const MergeList& merges,
@@ -22,6 +26,12 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const MergeLi
                   "' is out of range [0, " + std::to_string(kMaxVocabId) + "]");
     max_id = std::max(max_id, id);
   }
+  if (static_cast<size_t>(max_id + 1) > max_dense_ids(vocab_.size()))
+    throw Error(where + ": vocab ids are too sparse: max id " + std::to_string(max_id) + " for " +
+                std::to_string(vocab_.size()) + " tokens");
+  if (merges.size() > kMaxMerges)
+    throw Error(where + ": " + std::to_string(merges.size()) + " merges, over the limit of " +
+                std::to_string(kMaxMerges));
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_id_.assign(static_cast<size_t>(max_id + 1), false);
   for (const auto& [tok, id] : vocab_) {
@@ -33,7 +43,9 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const MergeLi
   merges_.reserve(merges.size());
   const std::string& prefix = options_.continuing_subword_prefix;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [a, b] = merges[rank];
+    // Not a structured binding: C++17 lambdas cannot capture those (clang rejects it).
+    const std::string& a = merges[rank].first;
+    const std::string& b = merges[rank].second;
     auto find = [&](const std::string& t) {
       auto it = vocab_.find(t);
       if (it == vocab_.end())
@@ -50,8 +62,12 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab, const MergeLi
   }
 
   if (options_.unk_token) {
+    // Checked here rather than on the first unknown character, so that encode() of a loaded
+    // tokenizer never fails (HF errors only when the unk token is needed).
     auto it = vocab_.find(*options_.unk_token);
-    if (it != vocab_.end()) unk_id_ = it->second;
+    if (it == vocab_.end())
+      throw Error(where + ": BPE unk_token '" + *options_.unk_token + "' is not in the vocab");
+    unk_id_ = it->second;
   }
 }
 

@@ -10,10 +10,17 @@
 
 namespace loopq::tok {
 
+// The largest real tokenizer.json files are tens of MB (Qwen3: 11 MB); parsing JSON costs ~10x
+// its size in memory, so a bigger file is refused before it is read.
+constexpr uintmax_t kMaxTokenizerFileBytes = uintmax_t(256) << 20;
+
 std::string read_text_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw Error(path + ": is a directory, expected a file");
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxTokenizerFileBytes)
+    throw Error(path + ": file is " + std::to_string(size) + " bytes, over the 256 MiB limit for tokenizer files");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path + ": " + std::strerror(errno));
   std::ostringstream ss;
@@ -25,7 +32,7 @@ std::string read_text_file(const std::string& path) {
 nlohmann::json parse_json(const std::string& text, const std::string& file) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range (1e400)
     throw Error(file + ": malformed JSON: " + e.what());
   }
 }

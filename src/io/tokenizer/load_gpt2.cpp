@@ -6,8 +6,7 @@ namespace loopq::tok {
 
 namespace {
 
-MergeList read_bpe_merges(const std::string& file) {
-  const std::string text = read_text_file(file);
+MergeList parse_bpe_merges(const std::string& text, const std::string& file) {
   MergeList merges;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {
@@ -32,6 +31,11 @@ MergeList read_bpe_merges(const std::string& file) {
 
 TokenizerParts parts_from_gpt2(const nlohmann::json& encoder, const std::string& encoder_file,
                                const std::string& merges_file) {
+  return parts_from_gpt2_text(encoder, encoder_file, read_text_file(merges_file), merges_file);
+}
+
+TokenizerParts parts_from_gpt2_text(const nlohmann::json& encoder, const std::string& encoder_file,
+                                    const std::string& merges_text, const std::string& merges_file) {
   JsonAt root(encoder, encoder_file, "");
   const nlohmann::json& obj = root.object();
   std::unordered_map<std::string, int32_t> vocab;
@@ -43,7 +47,7 @@ TokenizerParts parts_from_gpt2(const nlohmann::json& encoder, const std::string&
     vocab.emplace(it.key(), static_cast<int32_t>(id));
   }
   TokenizerParts parts;
-  parts.model = std::make_unique<BpeModel>(std::move(vocab), read_bpe_merges(merges_file),
+  parts.model = std::make_unique<BpeModel>(std::move(vocab), parse_bpe_merges(merges_text, merges_file),
                                            BpeOptions{}, merges_file);
   parts.pre_tokenizer = std::make_unique<ByteLevelPreTokenizer>(/*add_prefix_space=*/false,
                                                                 /*use_regex=*/true);

@@ -14,5 +14,8 @@ TokenizerParts parts_from_hf_json(const nlohmann::json& root, const std::string&
 // header), with the GPT-2 regex, byte-level alphabet and no added tokens.
 TokenizerParts parts_from_gpt2(const nlohmann::json& encoder, const std::string& encoder_file,
                                const std::string& merges_file);
+// The same from the merges file's text (`merges_file` names it in messages); no file is read.
+TokenizerParts parts_from_gpt2_text(const nlohmann::json& encoder, const std::string& encoder_file,
+                                    const std::string& merges_text, const std::string& merges_file);
 
 }  // namespace loopq::tok
