@@ -19,6 +19,7 @@
 #include "quant/quarot.h"
 #include "quant/quantized_io.h"
 #include "util/error.h"
+#include "util/memory.h"
 
 namespace fs = std::filesystem;
 
@@ -185,6 +186,13 @@ int cmd_quantize(int argc, char** argv) {
   if (quant::uses_rotation(qc.method)) quant::quarot_check_sizes(c);
   const int64_t seqlen = args.get_int("seqlen", std::min<int64_t>(2048, c.max_position_embeddings), 2,
                                       c.max_position_embeddings);
+  // The windows are one int64 tensor of nsamples x seqlen; a batch's attention scores come on top.
+  check_fits_in_memory(saturating_product({uint64_t(nsamples), uint64_t(seqlen), 8}),
+                       "--nsamples " + std::to_string(nsamples) + " x --seqlen " + std::to_string(seqlen) +
+                           ": the calibration windows");
+  check_fits_in_memory(saturating_product({uint64_t(std::min(batch, nsamples)), uint64_t(c.num_heads),
+                                           uint64_t(seqlen), uint64_t(seqlen), 8}),
+                       "--batch x --seqlen " + std::to_string(seqlen) + ": the attention scores");
   at::Tensor windows;
   if (args.has("calib")) {
     auto tokenizer = load_model_tokenizer(model_dir_of(model_dir));

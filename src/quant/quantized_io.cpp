@@ -103,7 +103,11 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
   const fs::path target(dir);
   if (fs::exists(target) && !(fs::is_directory(target) && fs::is_empty(target)))
     throw Error(dir + " already exists and is not empty; choose a new -o");
-  const fs::path tmp = target.string() + ".partial-" + std::to_string(::getpid());
+  // Staged in a hidden folder beside `dir` and renamed into place whole; a killed run's staging
+  // folder is removed by the next save to the same path. The final rename fails if another run
+  // filled `dir` meanwhile, so two runs never mix their files.
+  io::remove_stale_temps(dir);
+  const fs::path tmp(io::hidden_temp_path(dir, long(::getpid())));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
@@ -159,7 +163,7 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
       fs::path src = fs::path(tokenizer_from) / f;
       if (!tokenizer_from.empty() && fs::exists(src)) fs::copy_file(src, tmp / f);
     }
-    if (fs::exists(target)) fs::remove(target);  // an empty directory
+    if (fs::exists(target)) fs::remove(target);  // an empty directory (throws if it was filled meanwhile)
     fs::rename(tmp, target);
   } catch (...) {
     std::error_code ec;
