@@ -1,6 +1,7 @@
 #pragma once
 // Small models built inside the tests.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include "model/model_io.h"
 #include "util/error.h"
@@ -27,6 +28,21 @@ inline LoopLMConfig tiny_config(int64_t kv_heads = 2, int64_t loops = 4) {
 // spreads probability over loops.
 inline OuroModel tiny_model(uint64_t seed = 1, int64_t kv_heads = 2) {
   return random_model(tiny_config(kv_heads), seed, /*init_std=*/0.2, /*random_norms=*/true);
+}
+
+// Seeded random token ids [batch, seq] inside tiny_config()'s vocabulary.
+inline at::Tensor random_ids(int64_t batch, int64_t seq, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randint(0, 61, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
+}
+
+// Every loop's readout logits, stacked [T, B, S, V].
+inline at::Tensor stacked_loop_logits(const OuroModel& m, const at::Tensor& ids) {
+  at::NoGradGuard g;
+  ForwardOptions fo;
+  fo.loop_logits = true;
+  auto r = m.forward(ids, fo);
+  return at::stack(r.loop_logits, 0);
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

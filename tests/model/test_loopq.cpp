@@ -32,18 +32,8 @@ using loopq::testing::tiny_model;
 
 namespace {
 
-at::Tensor ids_of(int64_t batch, int64_t seq, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return at::randint(0, 61, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
-}
-
-at::Tensor all_logits(const OuroModel& m, const at::Tensor& ids) {
-  at::NoGradGuard g;
-  ForwardOptions fo;
-  fo.loop_logits = true;
-  auto r = m.forward(ids, fo);
-  return at::stack(r.loop_logits, 0);
-}
+at::Tensor ids_of(int64_t batch, int64_t seq, uint64_t seed) { return loopq::testing::random_ids(batch, seq, seed); }
+at::Tensor all_logits(const OuroModel& m, const at::Tensor& ids) { return loopq::testing::stacked_loop_logits(m, ids); }
 
 PtqRunOptions quiet() {
   PtqRunOptions run;

@@ -29,17 +29,10 @@ using loopq::testing::tiny_model;
 namespace {
 
 at::Tensor test_ids(int64_t batch = 2, int64_t seq = 12, uint64_t seed = 3) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return at::randint(0, 61, {batch, seq}, gen, at::TensorOptions().dtype(at::kLong));
+  return loopq::testing::random_ids(batch, seq, seed);
 }
 
-at::Tensor logits(const OuroModel& m, const at::Tensor& ids) {
-  at::NoGradGuard g;
-  ForwardOptions fo;
-  fo.loop_logits = true;
-  auto r = m.forward(ids, fo);
-  return at::stack(r.loop_logits, 0);
-}
+at::Tensor logits(const OuroModel& m, const at::Tensor& ids) { return loopq::testing::stacked_loop_logits(m, ids); }
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).norm() / b.norm()).item<double>();
