@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,24 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// Locks `fd` (opened on `path`) as its owner. Between creating `path` and locking it, another
+// process's remove_stale_temps may have removed it; false tells the caller to create it anew.
+bool lock_owned(int fd, const std::string& path) {
+  if (::flock(fd, LOCK_EX) != 0) return false;
+  struct stat a {}, b {};
+  return ::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+}
+
+// True when nobody holds the owner lock of the temp file or folder at `path`.
+bool unowned(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);  // also drops the lock just taken
+  return free;
+}
+
 }  // namespace
 
 std::string hidden_temp_path(const std::string& path, long pid) {
@@ -51,11 +70,9 @@ int remove_stale_temps(const std::string& path) {
     if (name.compare(0, prefix.size(), prefix) != 0 || name.size() == prefix.size()) continue;
     const std::string digits = name.substr(prefix.size());
     if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
-    const long pid = std::stol(digits);
-    // ESRCH: no such process, so nobody will commit or remove it. A live pid is left alone
-    // (it may be a concurrent writer).
-    if (pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-      stale.push_back(dir + "/" + name);
+    // Our own pid's temps are ours to manage; any other one is stale once its owner lock is free
+    // (its writer is gone, whatever process now has that pid).
+    if (std::stol(digits) != ::getpid() && unowned(dir + "/" + name)) stale.push_back(dir + "/" + name);
   }
   ::closedir(d);
   int removed = 0;
@@ -70,9 +87,16 @@ AtomicFile::AtomicFile(const std::string& path)
     : path_(path), temp_path_(hidden_temp_path(path, ::getpid())) {
   if (path.empty()) throw Error("cannot write a file with an empty path");
   remove_stale_temps(path);
-  // O_TRUNC: a stale temp file left by a crashed process with the same pid is simply reused.
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd_ < 0) throw Error(path_ + ": cannot create temp file " + temp_path_ + ": " + errno_text());
+  for (int attempt = 0;; ++attempt) {
+    // O_TRUNC: a stale temp file left by a crashed process with the same pid is simply reused.
+    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd_ < 0) throw Error(path_ + ": cannot create temp file " + temp_path_ + ": " + errno_text());
+    if (lock_owned(fd_, temp_path_)) break;
+    ::close(fd_);
+    fd_ = -1;
+    if (attempt == 8) throw Error(path_ + ": cannot lock temp file " + temp_path_);
+  }
+  lock_fd_ = ::dup(fd_);  // shares the lock: it outlives close(fd_) until the rename is done
 }
 
 AtomicFile::~AtomicFile() { discard(); }
@@ -106,6 +130,8 @@ void AtomicFile::commit() {
   if (::close(fd) != 0) fail("close failed");  // NFS and friends report write errors here
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0) fail("cannot rename temp file into place");
   done_ = true;
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
   // Make the rename itself durable; failure here cannot un-write the file, so it is ignored.
   const int dir = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
@@ -119,7 +145,9 @@ void AtomicFile::discard() noexcept {
   done_ = true;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  ::unlink(temp_path_.c_str());
+  ::unlink(temp_path_.c_str());  // before the lock goes, so nobody else removes a reused name
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
@@ -135,16 +163,32 @@ AtomicDir::AtomicDir(const std::string& path) : path_(path) {
   path_ = p;
   staging_ = hidden_temp_path(path_, ::getpid());
   remove_stale_temps(path_);
-  std::error_code ec;
-  std::filesystem::remove_all(staging_, ec);  // ours from an earlier process with this pid
-  if (::mkdir(staging_.c_str(), 0777) != 0)
-    throw Error(path_ + ": cannot create staging folder " + staging_ + ": " + errno_text());
+  lock_ = std::make_unique<StagingFolder>(staging_);
 }
 
 AtomicDir::~AtomicDir() {
   if (done_) return;
   std::error_code ec;
   std::filesystem::remove_all(staging_, ec);
+}
+
+StagingFolder::StagingFolder(const std::string& staging) : path_(staging) {
+  for (int attempt = 0;; ++attempt) {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);  // ours from an earlier process with this pid
+    if (::mkdir(path_.c_str(), 0777) != 0)
+      throw Error(path_ + ": cannot create staging folder: " + errno_text());
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) throw Error(path_ + ": cannot open staging folder: " + errno_text());
+    if (lock_owned(fd_, path_)) return;
+    ::close(fd_);
+    fd_ = -1;
+    if (attempt == 8) throw Error(path_ + ": cannot lock staging folder");
+  }
+}
+
+StagingFolder::~StagingFolder() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void AtomicDir::commit(const std::vector<std::string>& commit_last) {

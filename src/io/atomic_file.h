@@ -3,8 +3,11 @@
 // fsync'ed, and the temp file is renamed over `path` only on commit(). Readers therefore see either
 // the old file or the complete new one, never a partial write; on failure the temp file is
 // removed. A process killed with SIGKILL cannot remove its temp file: the next AtomicFile for the
-// same path deletes every ".<name>.tmp.<pid>" whose process no longer exists.
+// same path deletes every ".<name>.tmp.<pid>" that no process holds. Liveness is an flock(2) the
+// writer holds on its temp file or staging folder for as long as it lives; the kernel drops it
+// when the process dies, so a reused pid (pid_max is often 32768) never keeps a stale temp alive.
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,7 @@ class AtomicFile {
   std::string path_;
   std::string temp_path_;
   int fd_ = -1;
+  int lock_fd_ = -1;  // a dup of fd_ that keeps the flock until after the rename
   bool done_ = false;
 };
 
@@ -36,9 +40,24 @@ void write_file_atomic(const std::string& path, const std::string& contents);
 
 // Hidden temp name for `path` owned by process `pid`: "<dir>/.<name>.tmp.<pid>".
 std::string hidden_temp_path(const std::string& path, long pid);
-// Removes the temp files and folders hidden_temp_path(path, pid) of processes that are gone (left
+// Removes the temp files and folders hidden_temp_path(path, pid) that no live writer holds (left
 // by a kill -9). Best effort: errors are ignored. Returns how many were removed.
 int remove_stale_temps(const std::string& path);
+
+// Creates the staging folder `staging` (removing an old one of that name) and holds its owner
+// lock until destroyed, so remove_stale_temps leaves it alone. Throws loopq::Error.
+class StagingFolder {
+ public:
+  explicit StagingFolder(const std::string& staging);
+  ~StagingFolder();  // releases the lock; the folder itself stays (rename or remove it first)
+  StagingFolder(const StagingFolder&) = delete;
+  StagingFolder& operator=(const StagingFolder&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 }  // namespace loopq::io
 
@@ -64,6 +83,7 @@ class AtomicDir {
  private:
   std::string path_;
   std::string staging_;
+  std::unique_ptr<StagingFolder> lock_;
   bool done_ = false;
 };
 

@@ -108,8 +108,7 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
   // filled `dir` meanwhile, so two runs never mix their files.
   io::remove_stale_temps(dir);
   const fs::path tmp(io::hidden_temp_path(dir, long(::getpid())));
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  const io::StagingFolder staging(tmp.string());  // holds the owner lock until the rename
   try {
     const LoopLMConfig& c = model.config();
     const OuroWeights& w = model.weights();

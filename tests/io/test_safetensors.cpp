@@ -12,6 +12,7 @@
 #include <limits>
 #include <sstream>
 
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "util/error.h"
 
@@ -571,23 +572,89 @@ TEST_F(SafetensorsTest, AtomicWriteReplacesExistingFile) {
 
 TEST_F(SafetensorsTest, StaleTempFromKilledWriterIsRemoved) {
   // A writer killed with SIGKILL leaves its hidden temp; the next write of that path removes it,
-  // but never the temp of a live process (a concurrent writer).
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) ::_exit(0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  // but never the temp of a live writer (one that holds the temp's owner lock). A temp whose pid
+  // now belongs to an unrelated live process (pid reuse) is stale all the same.
   const std::string p = file("out.json");
-  const std::string dead = hidden_temp_path(p, child), live = hidden_temp_path(p, ::getppid());
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t writer = ::fork();
+  ASSERT_GE(writer, 0);
+  if (writer == 0) {  // a concurrent writer, mid-write
+    AtomicFile f(p);
+    f.write("in progress", 11);
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(go[0], &c, 1);
+    f.discard();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const pid_t gone = ::fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(gone, &status, 0), gone);
+  const std::string dead = hidden_temp_path(p, gone), live = hidden_temp_path(p, writer),
+                    reused = hidden_temp_path(p, ::getppid());
   write_raw(dead, "half a fi");
-  write_raw(live, "in progress");
+  write_raw(reused, "a killed run's temp whose pid was reused");
   write_raw(file(".other.json.tmp.1"), "another target's temp");
+  fs::create_directories(hidden_temp_path(file("dir"), gone));
   write_file_atomic(p, "whole");
   EXPECT_EQ(read_all(p), "whole");
   EXPECT_FALSE(fs::exists(dead));
+  EXPECT_FALSE(fs::exists(reused));
   EXPECT_TRUE(fs::exists(live));
   EXPECT_TRUE(fs::exists(file(".other.json.tmp.1")));
   EXPECT_EQ(remove_stale_temps(p), 0);
+  EXPECT_EQ(remove_stale_temps(file("dir")), 1);  // a killed run's staging folder
+  c = 1;
+  ASSERT_EQ(::write(go[1], &c, 1), 1);
+  ASSERT_EQ(::waitpid(writer, &status, 0), writer);
+  EXPECT_FALSE(fs::exists(live));  // the writer discarded its own temp on the way out
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
+TEST_F(SafetensorsTest, LiveStagingFolderIsLeftAlone) {
+  // AtomicDir holds its staging folder's owner lock: a second writer of the same folder never
+  // removes it, and once the first has gone its leftover is removed.
+  const std::string out = file("model");
+  std::string staging;
+  {
+    AtomicDir first(out);
+    staging = first.staging();
+    write_raw(first.file("a.txt"), "a");
+    EXPECT_EQ(remove_stale_temps(out), 0);  // same pid: ours
+  }
+  EXPECT_FALSE(fs::exists(staging));
+  // Another process's live staging folder survives a scan; dead, it is removed.
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t writer = ::fork();
+  ASSERT_GE(writer, 0);
+  if (writer == 0) {
+    AtomicDir d(out);
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(go[0], &c, 1);
+    ::_exit(0);  // like a kill: no destructor runs, the staging folder stays
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const std::string theirs = hidden_temp_path(out, writer);
+  EXPECT_TRUE(fs::is_directory(theirs));
+  EXPECT_EQ(remove_stale_temps(out), 0);
+  EXPECT_TRUE(fs::is_directory(theirs));
+  c = 1;
+  ASSERT_EQ(::write(go[1], &c, 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(writer, &status, 0), writer);
+  EXPECT_EQ(remove_stale_temps(out), 1);
+  EXPECT_FALSE(fs::exists(theirs));
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
 }
 
 TEST_F(SafetensorsTest, EmptyTensorListWritesValidFile) {
