@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/bench/bandwidth.h"
+#include "cli/bench/openblas.h"
 #include "cli/bench/q4_0_ref.h"
 #include "cli/commands.h"
 #include "kernels/cpu/kernels.h"
@@ -70,41 +72,6 @@ int64_t l3_bytes() {
   const long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
   return v > 0 ? v : (32 << 20);
 }
-
-// Read-only sum over 1 GiB, split over the threads: the bandwidth a GEMV can hope for.
-struct BandwidthProbe {
-  int64_t n = (int64_t(1) << 30) / 4;
-  std::vector<float> buf;
-  int threads;
-  explicit BandwidthProbe(int t) : buf(size_t(n), 1.0f), threads(t) {}
-  void pass() {
-    std::vector<float> sums(static_cast<size_t>(threads));
-    k::parallel_for(threads, threads, [&](int i) {
-      // Each thread reads its quarter-ranges as 4 streams in lockstep, as a GEMV reads 4 weight
-      // tiles: one sequential stream per core left this VM's memory well short (9-11 GB/s
-      // against 14-19 GB/s with 4 streams, same run).
-      constexpr int kStreams = 4;
-      const int64_t len = n / threads / kStreams / 16 * 16;
-      const float* p = buf.data() + n / threads * i;
-      __m128 a[kStreams];
-      for (auto& v : a) v = _mm_setzero_ps();
-      for (int64_t j = 0; j < len; j += 16)
-        for (int st = 0; st < kStreams; ++st) {
-          const float* q = p + st * len + j;
-          a[st] = _mm_add_ps(a[st], _mm_add_ps(_mm_add_ps(_mm_loadu_ps(q), _mm_loadu_ps(q + 4)),
-                                               _mm_add_ps(_mm_loadu_ps(q + 8), _mm_loadu_ps(q + 12))));
-        }
-      float v[4];
-      _mm_storeu_ps(v, _mm_add_ps(_mm_add_ps(a[0], a[1]), _mm_add_ps(a[2], a[3])));
-      sums[size_t(i)] = v[0] + v[1] + v[2] + v[3];
-    });
-    double total = 0;
-    for (float v : sums) total += v;
-    if (std::fabs(total - double(read_bytes()) / 4) > 0.01 * double(n)) throw Error("bench: bandwidth probe summed wrong");
-  }
-  // Bytes one pass reads (n rounded down to whole 16-float steps per stream).
-  int64_t read_bytes() const { return int64_t(threads) * 4 * (n / threads / 4 / 16 * 16) * 4; }
-};
 
 // Named passes timed round-robin, rep by rep, so every kernel (and the bandwidth probe) sees the
 // same machine conditions; a busy machine then shifts them together. Odd reps run in reverse
@@ -270,38 +237,6 @@ struct Fp32Pool {
   }
 };
 
-// OpenBLAS (libtorch's fp32 BLAS on Debian) picks its kernels from the CPU model; on a VM that
-// reports a generic "Intel Xeon Processor" it falls back to "Prescott" (SSE3), 5x slower than its
-// SkylakeX kernels here (19 vs 104 GFLOP/s, 512x2048x2048, one core). The fp32 baseline should be
-// the best libtorch does on this machine, so the benchmark re-runs itself with
-// OPENBLAS_CORETYPE set when that happens (OpenBLAS reads it once, at load).
-std::string openblas_core() {
-  using Fn = char* (*)();
-  const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  return fn ? std::string(fn()) : std::string();
-}
-
-// at::set_num_threads sets libtorch's OpenMP pool only; OpenBLAS keeps its own pthreads (all
-// cores by default). Give it the same count, so both sides run on --threads threads.
-void set_openblas_threads(int n) {
-  using Fn = void (*)(int);
-  if (const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
-}
-
-void fix_openblas_core(int argc, char** argv) {
-  const std::string core = openblas_core();
-  if (core.empty() || std::getenv("OPENBLAS_CORETYPE")) return;
-  const bool generic = core == "Prescott" || core == "Core2" || core == "Nehalem" || core == "Sandybridge" || core == "Penryn";
-  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
-  if (!generic || !better) return;
-  std::fprintf(stderr, "bench: OpenBLAS chose %s kernels on this CPU; re-running with OPENBLAS_CORETYPE=%s\n", core.c_str(), better);
-  setenv("OPENBLAS_CORETYPE", better, 1);
-  std::vector<char*> args = {const_cast<char*>("loopq"), const_cast<char*>("bench")};
-  for (int i = 0; i < argc; ++i) args.push_back(argv[i]);
-  args.push_back(nullptr);
-  execv("/proc/self/exe", args.data());  // returns only on failure: carry on with the slow core
-}
-
 // oneDNN's s8 GEMM, through the libdnnl.so.2 that libtorch already loads (Debian ships no
 // headers without libdnnl-dev, so the C entry point is looked up by name). Row-major
 // C[M][N] (int32) = A[M][K] (u8) x B (s8), here B = W [N][K] transposed: the integer product
@@ -334,14 +269,15 @@ const char* mark(bool ok) { return ok ? "met" : "MISSED"; }
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
+  fix_openblas_core(argc, argv);  // for both: the fp32 baseline should be libtorch at its best
+  if (argc >= 1 && std::string(argv[0]) == "model") return bench_model(argc - 1, argv + 1);
   Args args(argc, argv, {"threads", "reps", "cold-mib", "shapes", "gemm-rows", "path"}, {});
   if (args.help()) {
     std::fputs(kBenchHelp, stdout);
     return 0;
   }
   if (args.positional().size() != 1 || args.positional()[0] != "kernels")
-    throw Error("expected 'loopq bench kernels' (see loopq bench --help)");
-  fix_openblas_core(argc, argv);
+    throw Error("expected 'loopq bench kernels' or 'loopq bench model' (see loopq bench --help)");
   const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = int(args.get_int("threads", hw, 1, 256));
   const int reps = int(args.get_int("reps", 5, 3, 1000));

@@ -36,6 +36,8 @@ const char* kPplHelp =
     "usage: loopq eval ppl --model DIR --file TEXT [--seqlen N] [--nsamples N] [--json FILE]\n"
     "                      [--loops T] [--exit last|step:k|cdf:q|expected] [--no-per-loop]\n"
     "                      [--threads N] [--device D]\n"
+    "  --kernels packed|reference  how a quantized model runs: packed integer kernels (default)\n"
+    "                              or the fake-quant reference path\n"
     "The whole file is tokenized at once with the model's tokenizer and cut into non-overlapping\n"
     "windows of --seqlen tokens (default 2048, capped at max_position_embeddings); the incomplete\n"
     "tail is dropped and --nsamples keeps only the first N windows. Each window is scored alone\n"
@@ -54,6 +56,8 @@ const char* kTasksHelp =
     "                        [--json FILE] [--dump-requests FILE] [--batch-size N]\n"
     "                        [--max-batch-tokens N] [--loops T] [--exit MODE] [--no-per-loop]\n"
     "                        [--threads N] [--device D]\n"
+    "  --kernels packed|reference  how a quantized model runs: packed integer kernels (default)\n"
+    "                              or the fake-quant reference path\n"
     "Task files are DIR/<name>.jsonl (one {task, id, requests: [{context, continuation}], gold}\n"
     "per line). --limit takes the first N docs of each task. Requests are scored as\n"
     "lm-evaluation-harness does: continuation ids = enc(context + continuation)[len(enc(context)):]\n"
@@ -79,7 +83,7 @@ void check_positional(const Args& args) {
 }
 
 int eval_ppl(int argc, char** argv) {
-  auto flags = kModelFlags;
+  auto flags = kRunFlags;
   flags.insert({"file", "seqlen", "nsamples", "json"});
   Args args(argc, argv, flags, {"no-per-loop"});
   if (args.help()) {
@@ -95,7 +99,7 @@ int eval_ppl(int argc, char** argv) {
   const std::string text = read_text_file(file);
   if (text.empty()) throw Error(file + ": file is empty");
 
-  OuroModel model = load_model_from_args(args);
+  OuroModel model = load_model_from_args(args, true);
   ForwardOptions fo = forward_options_from_args(args, model);
   const ExitMode mode = model.resolve_exit_mode(fo);
   auto tokenizer = load_model_tokenizer(model_path);
@@ -165,7 +169,7 @@ std::string fmt_pct(double v) {
 }
 
 int eval_tasks(int argc, char** argv) {
-  auto flags = kModelFlags;
+  auto flags = kRunFlags;
   flags.insert({"tasks-dir", "tasks", "limit", "json", "dump-requests", "batch-size", "max-batch-tokens"});
   Args args(argc, argv, flags, {"no-per-loop"});
   if (args.help()) {
@@ -189,7 +193,7 @@ int eval_tasks(int argc, char** argv) {
   for (const auto& name : eval::resolve_task_names(spec, tasks_dir))
     tasks.push_back({name, eval::load_task_file(eval::task_path(tasks_dir, name), limit)});
 
-  OuroModel model = load_model_from_args(args);
+  OuroModel model = load_model_from_args(args, true);
   so.forward = forward_options_from_args(args, model);
   const ExitMode mode = model.resolve_exit_mode(so.forward);
   const int64_t T = model.resolve_loops(so.forward.loops);

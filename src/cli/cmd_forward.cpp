@@ -11,12 +11,14 @@ namespace loopq::cli {
 static const char* kForwardHelp =
     "usage: loopq forward --model DIR (--ids 1,2,3 | --text \"...\") [--dump out.safetensors]\n"
     "                     [--loops T] [--exit last|step:k|cdf:q|expected] [--threads N] [--device D]\n"
+    "  --kernels packed|reference  how a quantized model runs: packed integer kernels (default)\n"
+    "                              or the fake-quant reference path\n"
     "Runs the looped model once over the input. --dump writes F32 tensors:\n"
     "  logits [S,V] (last loop), logits.loop{t} [S,V], state.loop{t} [S,d] (t = 1..T),\n"
     "  exit_prob [T,S] (when the model has an exit gate), logits.exit [S,V] (the --exit selection).\n";
 
 int cmd_forward(int argc, char** argv) {
-  auto flags = kModelFlags;
+  auto flags = kRunFlags;
   flags.insert({"ids", "text", "dump"});
   Args args(argc, argv, flags, {});
   if (args.help()) {
@@ -24,7 +26,7 @@ int cmd_forward(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
-  OuroModel model = load_model_from_args(args);
+  OuroModel model = load_model_from_args(args, true);
   std::vector<int64_t> ids = ids_from_args(args, model);
   ForwardOptions fo = forward_options_from_args(args, model);
   fo.loop_logits = true;

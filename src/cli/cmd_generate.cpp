@@ -13,12 +13,14 @@ static const char* kGenerateHelp =
     "usage: loopq generate --model DIR (--prompt \"...\" | --ids 1,2,3) [--max-new-tokens N]\n"
     "                      [--temperature X] [--top-p P] [--top-k K] [--seed S] [--stop-ids 0,2]\n"
     "                      [--loops T] [--exit last|step:k|cdf:q|expected] [--threads N] [--device D]\n"
+    "  --kernels packed|reference  how a quantized model runs: packed integer kernels (default)\n"
+    "                              or the fake-quant reference path\n"
     "Greedy by default (--temperature 0). Text streams to stdout; timing goes to stderr.\n"
     "Stops at the config's eos ids plus the tokenizer's <|endoftext|> and <|im_end|> unless\n"
     "--stop-ids is given (--stop-ids none disables stopping).\n";
 
 int cmd_generate(int argc, char** argv) {
-  auto flags = kModelFlags;
+  auto flags = kRunFlags;
   flags.insert({"prompt", "ids", "max-new-tokens", "temperature", "top-p", "top-k", "seed", "stop-ids"});
   Args args(argc, argv, flags, {});
   if (args.help()) {
@@ -34,7 +36,7 @@ int cmd_generate(int argc, char** argv) {
   go.sampling.top_k = args.get_int("top-k", 0, 0, 1 << 30);
   go.sampling.seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));
 
-  OuroModel model = load_model_from_args(args);
+  OuroModel model = load_model_from_args(args, true);
   go.forward = forward_options_from_args(args, model);
   std::unique_ptr<tok::Tokenizer> tokenizer;
   if (args.has("prompt")) {

@@ -16,5 +16,6 @@ int cmd_quantize(int argc, char** argv);
 int cmd_calib_stats(int argc, char** argv);
 int cmd_diagnose(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int bench_model(int argc, char** argv);  // loopq bench model (src/cli/bench/model_bench.cpp)
 
 }  // namespace loopq::cli

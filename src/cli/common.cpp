@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "io/finite.h"
+#include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "model/model_io.h"
 #include "model/runtime.h"
@@ -26,15 +27,34 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-OuroModel load_model_from_args(const Args& args) {
+OuroModel load_model_from_args(const Args& args, bool run) {
   init_threads(int(args.get_int("threads", 0, 0, 1024)));
   LoadOptions lo;
   lo.device = parse_device(args.get("device", "cpu"));
-  OuroModel model = quant::load_any_model(args.require("model"), lo);
+  const std::string path = args.require("model");
+  quant::Kernels kernels = quant::Kernels::Reference;
+  std::string fallback;  // why a quantized model runs on the reference path after all
+  quant::QuantConfig qc;
+  if (run) {
+    kernels = quant::parse_kernels(args.get("kernels", "packed"));
+    if (kernels == quant::Kernels::Packed && quant::read_quant_config(path, qc)) {
+      fallback = quant::why_not_packed(qc);
+      if (fallback.empty() && lo.device != at::Device(at::kCPU)) fallback = "models on " + lo.device.str();
+      if (!fallback.empty()) kernels = quant::Kernels::Reference;
+    }
+  }
+  OuroModel model = quant::load_any_model(path, lo, kernels);
   // A NaN or Inf weight would make every result nan without a word: refuse it, naming the
   // tensor. Scans the raw bits of the mapped file (pages the load just read).
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir_of(args.require("model")));
-  for (const auto& name : ckpt.names()) io::check_finite(ckpt.get(name), ckpt.path() + ": ");
+  for (const auto& name : ckpt.names()) {
+    io::check_finite(ckpt.get(name), ckpt.path() + ": ");
+    io::release_pages(ckpt.get(name).data, ckpt.get(name).nbytes);  // scanned once, not kept
+  }
+  // Last, so that a bad directory still gets exactly one line: its error.
+  if (!fallback.empty())
+    std::fprintf(stderr, "loopq: note: the packed kernels do not run %s; using the reference (fake-quant) path\n",
+                 fallback.c_str());
   return model;
 }
 

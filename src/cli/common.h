@@ -12,11 +12,16 @@ namespace loopq::cli {
 
 // Flags every model command accepts.
 inline const std::set<std::string> kModelFlags = {"model", "loops", "exit", "threads", "device"};
+// Flags of the commands that run a model for its outputs (forward, generate, eval, bench).
+inline const std::set<std::string> kRunFlags = {"model", "loops", "exit", "threads", "device", "kernels"};
 
 // Reads a whole file; throws naming the file.
 std::string read_text_file(const std::string& path);
-// Loads the model at --model with --device, after setting --threads.
-OuroModel load_model_from_args(const Args& args);
+// Loads the model at --model with --device, after setting --threads. Commands that run a
+// model (kRunFlags, run = true) take --kernels packed|reference, default packed: a quantized
+// model's linears then run on the packed integer kernels, or on the fake-quant reference where
+// the kernels cannot run it (with a one-line notice). Other commands get the reference path.
+OuroModel load_model_from_args(const Args& args, bool run = false);
 // Forward options from --loops and --exit.
 ForwardOptions forward_options_from_args(const Args& args, const OuroModel& model);
 // The tokenizer stored beside a model (tokenizer.json or encoder.json); throws if none.

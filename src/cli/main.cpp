@@ -30,7 +30,7 @@ const Command kCommands[] = {
     {"quantize", loopq::cli::cmd_quantize, "post-training quantization (RTN, SmoothQuant, GPTQ, QuaRot, LoopQ, learned-static)"},
     {"calib-stats", loopq::cli::cmd_calib_stats, "per-loop activation statistics of every linear input"},
     {"diagnose", loopq::cli::cmd_diagnose, "per-loop error of quantized models against the FP reference"},
-    {"bench", loopq::cli::cmd_bench, "benchmark the packed low-bit CPU kernels (bench kernels)"},
+    {"bench", loopq::cli::cmd_bench, "benchmark the packed kernels (bench kernels) or a whole model (bench model)"},
 };
 
 void usage(FILE* out) {

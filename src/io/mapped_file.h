@@ -8,6 +8,12 @@
 
 namespace loopq::io {
 
+// Drops the whole pages inside [p, p + n) of a read-only file mapping from this process's
+// resident set (madvise MADV_DONTNEED): the bytes stay readable and fault in again from the file
+// on the next access. For loaders that copy a tensor out and will not read it again, so the peak
+// RSS is the model, not the model plus the mapped file. Best effort.
+void release_pages(const void* p, size_t n);
+
 class MappedFile {
  public:
   // Throws loopq::Error naming the path if it cannot be opened, is not a regular file, or cannot

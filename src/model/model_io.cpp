@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dtype.h"
+#include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "util/error.h"
 
@@ -56,6 +57,7 @@ at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
     throw Error("tensor '" + name + "' has dtype " + io::dtype_name(info.dtype) +
                 ", expected F32, F16 or BF16");
   }
+  io::release_pages(info.data, info.nbytes);  // copied: the mapped pages need not stay resident
   return out;
 }
 
@@ -73,6 +75,7 @@ at::Tensor read_raw(const io::Checkpoint& ckpt, const std::string& name, const s
   if (size_t(out.numel() * out.element_size()) != info.nbytes)
     throw Error(dir + ": tensor '" + name + "' byte size does not match its shape");
   std::memcpy(out.data_ptr(), info.data, info.nbytes);
+  io::release_pages(info.data, info.nbytes);
   return out;
 }
 

@@ -4,10 +4,18 @@
 
 #include <cmath>
 
-#include "kernels/cpu/fwht.h"
 #include "util/error.h"
 
 namespace loopq::quant {
+
+struct SharedPackedInput {
+  std::mutex mutex;
+  at::Tensor x;  // the last input, held so that its storage cannot be reused meanwhile
+  int64_t version = -1;
+  int loop = -1;
+  std::shared_ptr<const kernels::QuantAct> q;
+};
+
 namespace {
 
 kernels::LogicalWeight logical(const QuantizedWeight& q) {
@@ -35,91 +43,191 @@ kernels::LogicalWeight logical(const QuantizedWeight& q) {
   return w;
 }
 
+std::vector<float> floats_of(const at::Tensor& t) {
+  if (!t.defined()) return {};
+  const at::Tensor c = t.detach().to(at::kCPU, at::kFloat).reshape({-1}).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+bool same_tensor_values(const at::Tensor& a, const at::Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  return !a.defined() || (a.sizes() == b.sizes() && a.to(at::kCPU).equal(b.to(at::kCPU)));
+}
+
 }  // namespace
+
+std::string PackedLinear::why_unsupported(int weight_bits, int64_t group_size, const ActQuant& act) {
+  if (weight_bits != 4 && weight_bits != 8) return std::to_string(weight_bits) + "-bit weights (the kernels take 4 or 8)";
+  if (group_size > 0 && group_size % (weight_bits == 4 ? 8 : 4) != 0)
+    return "weight group size " + std::to_string(group_size) + " (must be a multiple of " +
+           (weight_bits == 4 ? "8" : "4") + ")";
+  if (!act.enabled()) return "16-bit activations (the kernels multiply integer activations)";
+  if (act.bits != 8 && act.bits != 4) return std::to_string(act.bits) + "-bit activations (the kernels take 4 or 8)";
+  if (!act.symmetric) return "asymmetric activations";
+  if (act.group_size > 0) return "grouped activation scales";
+  return "";
+}
 
 PackedLinear::PackedLinear(const QuantizedWeight& weight, ActQuant act, InputRotation rotation, at::Tensor bias,
                            int threads)
-    : packed_(kernels::pack(logical(weight))), act_(act), rotation_(std::move(rotation)), threads_(threads),
-      wbits_(weight.grid.bits) {
-  if (act_.bits != 8 && act_.bits != 4)
-    throw Error("PackedLinear: activations must be 8 or 4 bits (the kernels multiply integers), got " +
-                std::to_string(act_.bits));
-  if (!act_.symmetric || act_.group_size > 0)
-    throw Error("PackedLinear: the kernels quantize activations symmetric per token only");
-  w_hat_ = weight.dequantized().to(at::kCPU).contiguous();
+    : act_(act), rotation_(std::move(rotation)), threads_(threads), wbits_(weight.grid.bits) {
+  const std::string why = why_unsupported(weight.grid.bits, weight.group_size, act_);
+  if (!why.empty()) throw Error("PackedLinear: the packed kernels do not run " + why);
+  packed_ = kernels::pack(logical(weight));
   if (bias.defined()) {
-    bias_ = bias.to(at::kCPU, at::kFloat).contiguous();
+    bias_ = bias.detach().to(at::kCPU, at::kFloat).contiguous();
     if (bias_.numel() != packed_.out) throw Error("PackedLinear: bias size does not match out_features");
   }
-  if (rotation_.kind == InputRotation::Kind::Full) {
-    const HadamardTransform& h = *rotation_.hadamard;
-    if (h.size() != packed_.in) throw Error("PackedLinear: input rotation size does not match in_features");
-    const std::vector<int64_t> f = h.factor_sizes();
-    // A leading factor that is not a power of two is the Paley core; the rest is Sylvester 2^m.
-    if (!f.empty() && (f[0] & (f[0] - 1)) != 0) {
-      core_size_ = f[0];
-      const at::Tensor core = hadamard_matrix(core_size_).to(at::kFloat).contiguous();
-      core_.assign(core.data_ptr<float>(), core.data_ptr<float>() + core.numel());
-    }
-    if (h.signs().defined()) signs_ = h.signs().to(at::kCPU, at::kFloat).contiguous();
-  } else if (rotation_.kind == InputRotation::Kind::Heads) {
-    if (rotation_.hadamard->size() * rotation_.head_dim != packed_.in)
-      throw Error("PackedLinear: head rotation does not match in_features");
-  }
+  if (rotation_.kind == InputRotation::Kind::Full && rotation_.hadamard->size() != packed_.in)
+    throw Error("PackedLinear: input rotation size does not match in_features");
+  if (rotation_.kind == InputRotation::Kind::Heads && rotation_.hadamard->size() * rotation_.head_dim != packed_.in)
+    throw Error("PackedLinear: head rotation does not match in_features");
+}
+
+std::shared_ptr<PackedLinear> PackedLinear::from(const QuantLinear& q, int threads) {
+  auto p = std::make_shared<PackedLinear>(q.weight(), q.act(), q.rotation(), q.bias(), threads);
+  p->set_adaptation(q.adaptation());
+  return p;
+}
+
+void PackedLinear::set_adaptation(const SiteAdaptation& a) {
+  act_scale_ = floats_of(a.act_scale);
+  act_clip_ = floats_of(a.act_clip);
+  if (act_.static_scale && act_scale_.empty())
+    throw Error("PackedLinear: static activation quantization without a calibrated scale");
+  for (float s : act_scale_)
+    if (!(s > 0 && std::isfinite(s))) throw Error("PackedLinear: static activation scales must be positive");
+  for (float c : act_clip_)
+    if (!(c > 0 && c <= 1)) throw Error("PackedLinear: clip ratios must be in (0, 1]");
+  loop_scale_.clear();
+  loop_bias_.clear();
+  const int64_t sets = std::max(a.out_scale.defined() ? a.out_scale.size(0) : 0,
+                                a.out_bias.defined() ? a.out_bias.size(0) : 0);
+  for (int64_t t = 0; t < sets; ++t)
+    set_loop_affine(int(t), a.out_scale.defined() ? a.out_scale[SiteAdaptation::pick(a.out_scale, t)] : at::Tensor(),
+                    a.out_bias.defined() ? a.out_bias[SiteAdaptation::pick(a.out_bias, t)] : at::Tensor());
+  affine_repeats_last_ = true;
 }
 
 void PackedLinear::set_loop_affine(int loop, at::Tensor scale, at::Tensor bias) {
   if (loop < 0) throw Error("PackedLinear: negative loop index");
   for (at::Tensor* t : {&scale, &bias})
     if (t->defined()) {
-      *t = t->to(at::kCPU, at::kFloat).contiguous();
+      *t = t->detach().to(at::kCPU, at::kFloat).contiguous();
       if (t->numel() != packed_.out) throw Error("PackedLinear: per-loop affine size does not match out_features");
     }
   if (int(loop_scale_.size()) <= loop) loop_scale_.resize(size_t(loop + 1)), loop_bias_.resize(size_t(loop + 1));
   loop_scale_[size_t(loop)] = scale;
   loop_bias_[size_t(loop)] = bias;
+  affine_repeats_last_ = false;
+}
+
+bool PackedLinear::same_input_params(const PackedLinear& o) const {
+  if (packed_.in != o.packed_.in || act_.bits != o.act_.bits || act_.static_scale != o.act_.static_scale ||
+      act_.clip != o.act_.clip || act_scale_ != o.act_scale_ || act_clip_ != o.act_clip_)
+    return false;
+  const InputRotation &a = rotation_, &b = o.rotation_;
+  if (a.kind != b.kind) return false;
+  if (!a.active()) return true;
+  return a.head_dim == b.head_dim && a.hadamard->size() == b.hadamard->size() &&
+         same_tensor_values(a.hadamard->signs(), b.hadamard->signs());
+}
+
+bool PackedLinear::share_input_with(PackedLinear& other) {
+  if (!same_input_params(other)) return false;
+  if (!shared_) shared_ = std::make_shared<SharedPackedInput>();
+  other.shared_ = shared_;
+  return true;
+}
+
+kernels::ActParams PackedLinear::act_params(int loop) const {
+  kernels::ActParams a;
+  a.bits = act_.bits;
+  const size_t t = size_t(std::max(loop, 0));
+  if (act_.static_scale) {
+    a.dynamic = false;
+    a.static_scale = act_scale_[std::min(t, act_scale_.size() - 1)];
+  } else {
+    a.dynamic = true;
+    a.clip = act_clip_.empty() ? float(act_.clip) : act_clip_[std::min(t, act_clip_.size() - 1)];
+  }
+  return a;
+}
+
+std::shared_ptr<const kernels::QuantAct> PackedLinear::quantized_input(const at::Tensor& x, int loop) const {
+  // Inference tensors carry no version counter; they are never shared.
+  const bool shareable = shared_ && !x.is_inference();
+  if (shareable) {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    if (shared_->q && shared_->loop == loop && shared_->x.defined() &&
+        shared_->x.unsafeGetTensorImpl() == x.unsafeGetTensorImpl() && shared_->version == int64_t(x._version()))
+      return shared_->q;
+  }
+  const int64_t rows = x.numel() / packed_.in;
+  // The same rotation as QuantLinear, so both paths quantize identical values.
+  const at::Tensor in = rotation_.apply(x).to(at::kFloat).reshape({rows, packed_.in}).contiguous();
+  auto q = std::make_shared<kernels::QuantAct>();
+  const int threads = threads_ > 0 ? threads_ : std::max(1, at::get_num_threads());
+  kernels::quantize_act(in.data_ptr<float>(), rows, packed_.in, packed_.in, act_params(loop), packed_.in_pad, *q,
+                        rows > 4 ? threads : 1);
+  if (shareable) {
+    std::lock_guard<std::mutex> lock(shared_->mutex);
+    shared_->x = x;
+    shared_->version = int64_t(x._version());
+    shared_->loop = loop;
+    shared_->q = q;
+  }
+  return q;
 }
 
 at::Tensor PackedLinear::forward(const at::Tensor& x, int loop) const {
   if (!x.defined() || x.dim() < 1 || x.size(-1) != packed_.in)
     throw Error("PackedLinear: expected input [..., " + std::to_string(packed_.in) + "]");
   if (!x.device().is_cpu()) throw Error("PackedLinear: the packed kernels run on the CPU");
-  const int64_t rows = x.numel() / packed_.in;
-  at::Tensor in;
-  if (rotation_.kind == InputRotation::Kind::Full) {
-    in = x.to(at::kFloat).reshape({rows, packed_.in}).clone();  // the transform works in place
-    kernels::fwht(in.data_ptr<float>(), rows, packed_.in, packed_.in, core_.empty() ? nullptr : core_.data(),
-                  core_size_, signs_.defined() ? signs_.data_ptr<float>() : nullptr);
-  } else {
-    // Heads rotations act across strided heads; they stay on the tensor path.
-    in = rotation_.apply(x).to(at::kFloat).reshape({rows, packed_.in}).contiguous();
-  }
+  const std::shared_ptr<const kernels::QuantAct> q = quantized_input(x, loop);
   auto sizes = x.sizes().vec();
   sizes.back() = packed_.out;
   at::Tensor y = at::empty(sizes, x.options().dtype(at::kFloat));
   kernels::Epilogue ep;
   if (bias_.defined()) ep.bias = bias_.data_ptr<float>();
-  if (loop >= 0 && loop < int(loop_scale_.size())) {
-    if (loop_scale_[size_t(loop)].defined()) ep.out_scale = loop_scale_[size_t(loop)].data_ptr<float>();
-    if (loop_bias_[size_t(loop)].defined()) ep.out_bias = loop_bias_[size_t(loop)].data_ptr<float>();
+  if (loop >= 0 && !loop_scale_.empty()) {
+    const size_t t = affine_repeats_last_ ? std::min(size_t(loop), loop_scale_.size() - 1) : size_t(loop);
+    if (t < loop_scale_.size()) {
+      if (loop_scale_[t].defined()) ep.out_scale = loop_scale_[t].data_ptr<float>();
+      if (loop_bias_[t].defined()) ep.out_bias = loop_bias_[t].data_ptr<float>();
+    }
   }
-  kernels::ActParams a;
-  a.bits = act_.bits;
-  a.dynamic = true;
-  a.clip = float(act_.clip);  // fake_quant_activation multiplies in fp32 as well
-  kernels::QuantAct scratch;
   const int threads = threads_ > 0 ? threads_ : std::max(1, at::get_num_threads());
-  kernels::linear_f32(packed_, in.data_ptr<float>(), rows, packed_.in, a, ep, y.data_ptr<float>(), packed_.out,
-                      threads, scratch);
-  return y.to(x.scalar_type());
+  kernels::linear(packed_, *q, ep, y.data_ptr<float>(), packed_.out, threads);
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+at::Tensor PackedLinear::dense_weight() const {
+  const kernels::LogicalWeight w = kernels::unpack(packed_);
+  const int64_t gs = w.group(), groups = w.groups();
+  at::Tensor out = at::empty({w.out, w.in}, at::kFloat);
+  float* d = out.data_ptr<float>();
+  for (int64_t o = 0; o < w.out; ++o)
+    for (int64_t k = 0; k < w.in; ++k) {
+      const size_t g = size_t(o * groups + k / gs);
+      // The same fp32 product as QuantizedWeight::dequantized: scale * (code - zero).
+      d[o * w.in + k] = w.scale[g] * float(w.code[size_t(o * w.in + k)] - w.zero[g]);
+    }
+  return out;
 }
 
 int64_t PackedLinear::parameter_bytes() const {
-  return packed_.bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
+  int64_t n = packed_.bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
+  n += int64_t(act_scale_.size() + act_clip_.size()) * 4;
+  for (size_t t = 0; t < loop_scale_.size(); ++t)
+    for (const at::Tensor* v : {&loop_scale_[t], &loop_bias_[t]})
+      if (v->defined()) n += v->numel() * 4;
+  return n;
 }
 
 std::string PackedLinear::kind() const {
-  return "packed_w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (rotation_.active() ? "_rot" : "");
+  return "packed_w" + std::to_string(wbits_) + "a" + std::to_string(act_.bits) + (act_.static_scale ? "s" : "") +
+         (rotation_.active() ? "_rot" : "");
 }
 
 void PackedLinear::to(const at::Device& device) {

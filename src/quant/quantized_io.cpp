@@ -4,12 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "quant/calibration.h"
+#include "quant/packed_linear.h"
 #include "quant/ptq.h"
 #include "quant/quarot.h"
 #include "util/error.h"
@@ -171,9 +173,23 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
   }
 }
 
-OuroModel load_any_model(const std::string& path, const LoadOptions& options) {
+Kernels parse_kernels(const std::string& name) {
+  if (name == "packed") return Kernels::Packed;
+  if (name == "reference") return Kernels::Reference;
+  throw Error("unknown --kernels '" + name + "' (expected packed or reference)");
+}
+
+std::string why_not_packed(const QuantConfig& qc) {
+  return PackedLinear::why_unsupported(qc.w_bits, qc.w_group_size, qc.act);
+}
+
+OuroModel load_any_model(const std::string& path, const LoadOptions& options, Kernels kernels) {
   QuantConfig qc;
   if (!read_quant_config(path, qc)) return load_model(path, options);
+  const bool packed = kernels == Kernels::Packed;
+  if (packed && !why_not_packed(qc).empty())
+    throw Error(path + ": the packed kernels do not run " + why_not_packed(qc));
+  if (packed && options.device != at::Device(at::kCPU)) throw Error("the packed kernels run on the CPU only");
   const std::string dir = model_dir_of(path);
   const LoopLMConfig c = parse_hf_config((fs::path(dir) / "config.json").string());
   try {
@@ -185,6 +201,9 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options) {
   const Grid grid{qc.w_bits, qc.w_symmetric};
   LoadOptions lo = options;
   lo.device = at::kCPU;
+  // The first packed linear of each (layer, input): the others of that input share its
+  // quantized activations.
+  std::map<std::pair<int64_t, int>, std::shared_ptr<PackedLinear>> input_owner;
   lo.linear_loader = [&](const LinearLoadRequest& r) -> LinearPtr {
     const int64_t out = r.shape[0], in = r.shape[1];
     const int64_t groups = qc.w_group_size > 0 ? in / qc.w_group_size : 1;
@@ -236,7 +255,12 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options) {
       ad.out_scale = read(".loop_out_scale", qc.out_affine_sets, {out});
       ad.out_bias = read(".loop_out_bias", qc.out_affine_sets, {out});
     }
-    return op;
+    if (!packed) return op;
+    op->set_act(qc.act);
+    std::shared_ptr<PackedLinear> p = PackedLinear::from(*op);
+    auto owner = input_owner.emplace(std::make_pair(r.layer, int(input_group_of(r.site))), p);
+    if (!owner.second) owner.first->second->share_input_with(*p);
+    return p;  // the fake-quant op and its fp32 weight go here, one linear at a time
   };
   const int64_t d = c.hidden_size;
   if (qc.state_sets > 0)

@@ -16,8 +16,20 @@ namespace loopq::quant {
 void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const std::string& dir,
                           const std::string& tokenizer_from);
 
-// Loads a dense or a quantized model directory (dispatching on `quantization_config`).
-OuroModel load_any_model(const std::string& path, const LoadOptions& options = {});
+// How a quantized model's linears run: Reference is the fake-quant path (dequantized fp32
+// weights, QuantLinear); Packed keeps the weights packed and computes in integers (PackedLinear).
+enum class Kernels { Reference, Packed };
+Kernels parse_kernels(const std::string& name);  // "packed" | "reference"; throws loopq::Error
+
+// Why the packed kernels cannot run this quantization (empty when they can), for the one-line
+// notice of a fallback to the reference path.
+std::string why_not_packed(const QuantConfig& cfg);
+
+// Loads a dense or a quantized model directory (dispatching on `quantization_config`). With
+// Kernels::Packed every linear is packed as it is read (no fp32 weight copy is kept); the caller
+// checks why_not_packed first (a config the kernels cannot run throws loopq::Error here).
+OuroModel load_any_model(const std::string& path, const LoadOptions& options = {},
+                         Kernels kernels = Kernels::Reference);
 
 // Bytes of a quantized model in this format, computed from its shape and quantization config:
 // `model` counts every stored tensor (packed codes, scales, zeros, FP embeddings/norms/head/gate

@@ -85,6 +85,18 @@ check inspect-says-quantized grep -q "quantized: rtn W4A4KV4" "$tmp/out"
 expect_ok group-asym quantize --model "$tmp/m" --method gptq --w-bits 3 --w-asym --group-size 4 "${calib[@]}" -o "$tmp/q-g16"
 expect_ok w8 quantize --model "$tmp/m" --method rtn --w-bits 8 --a-bits 8 -o "$tmp/q-w8"
 expect_ok eval-w8 eval ppl --model "$tmp/q-w8" --file "$tmp/test.txt" --seqlen 64
+# --kernels: packed (the default) and the fake-quant reference agree; what the kernels lack falls
+# back with a one-line notice; a bad value is a one-line error.
+for k in packed reference; do
+  expect_ok "kernels-$k" eval ppl --model "$tmp/q-rtn" --file "$tmp/test.txt" --seqlen 64 --kernels "$k" --json "$tmp/k-$k.json"
+  check "kernels-$k-no-notice" bash -c "! grep -q note: \"$tmp/err\""
+done
+check kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert abs(a-b) <= 0.02*b, (a,b)" \
+  "$tmp/k-packed.json" "$tmp/k-reference.json"
+expect_ok kernels-fallback eval ppl --model "$tmp/q-g16" --file "$tmp/test.txt" --seqlen 64
+check kernels-fallback-notice grep -q "packed kernels do not run 3-bit weights; using the reference" "$tmp/err"
+expect_ok kernels-generate generate --model "$tmp/l-static" --prompt "It was" --max-new-tokens 5 --kernels packed
+expect_error kernels-bad --match "unknown --kernels 'fast'" eval ppl --model "$tmp/q-rtn" --file "$tmp/test.txt" --kernels fast
 # Same command, same bytes (determinism).
 expect_ok repeat quantize --model "$tmp/m" --method quarot-gptq --w-bits 4 --a-bits 4 --kv-bits 4 \
   --kv-group-size 16 "${calib[@]}" -o "$tmp/q-again"

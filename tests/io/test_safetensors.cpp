@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "util/error.h"
 
@@ -655,6 +656,19 @@ TEST_F(SafetensorsTest, LiveStagingFolderIsLeftAlone) {
   EXPECT_EQ(remove_stale_temps(out), 1);
   EXPECT_FALSE(fs::exists(theirs));
   for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
+TEST_F(SafetensorsTest, ReleasedPagesStayReadable) {
+  // A loader drops the pages it has copied; reading them again faults them back from the file.
+  std::string bytes(3 * 4096 + 123, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 7 + 1);
+  const std::string p = file("pages.bin");
+  write_raw(p, bytes);
+  const MappedFile m(p);
+  release_pages(m.data() + 100, m.size() - 200);  // whole pages inside only
+  release_pages(m.data(), 10);                     // no whole page: nothing
+  release_pages(nullptr, 0);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), m.size()), bytes);
 }
 
 TEST_F(SafetensorsTest, EmptyTensorListWritesValidFile) {

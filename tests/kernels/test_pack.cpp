@@ -81,6 +81,25 @@ TEST(Pack, RepackEqualsPackOfLogical) {
       }
 }
 
+TEST(Pack, UnpackInvertsPack) {
+  // Odd sizes (row and column tails), every grid and group size.
+  std::mt19937 gen(5);
+  for (int bits : {4, 8})
+    for (bool sym : {true, false})
+      for (int64_t g : {0, 32, 64, 128})
+        for (int64_t out : {1, 17, 40}) {
+          const int64_t in = g ? 2 * g : (bits == 4 ? 134 : 37);
+          const LogicalWeight w = random_weight(gen, {bits, sym, g}, out, in);
+          const LogicalWeight back = unpack(pack(w));
+          EXPECT_EQ(back.out, w.out);
+          EXPECT_EQ(back.in, w.in);
+          EXPECT_EQ(back.groups(), w.groups());
+          EXPECT_EQ(back.code, w.code) << bits << (sym ? " sym" : " asym") << " g" << g << " out " << out;
+          EXPECT_EQ(back.scale, w.scale);
+          EXPECT_EQ(back.zero, w.zero);
+        }
+}
+
 TEST(Pack, BadFileWeights) {
   std::vector<uint8_t> bytes(64);
   std::vector<float> s(8, 1.0f), z(8, 0.5f);

@@ -18,6 +18,8 @@ PackedWeight pack(const LogicalWeight& w);
 std::vector<uint8_t> file_codes(const LogicalWeight& w);
 // Logical weight of a file-layout weight (the reference's input).
 LogicalWeight unpack_file(const FileWeight& w);
+// Logical weight of a packed one, the inverse of pack (tools that need the dense weight back).
+LogicalWeight unpack(const PackedWeight& p);
 
 // ---- activation quantization (act_quant.cpp) -----------------------------------------------
 // x: [rows][in] fp32 with row stride ld. Dynamic: per row, scale = max(|min(x,0)|, max(x,0)) *

@@ -142,6 +142,36 @@ LogicalWeight unpack_file(const FileWeight& f) {
 
 PackedWeight repack(const FileWeight& f) { return pack(unpack_file(f)); }
 
+LogicalWeight unpack(const PackedWeight& p) {
+  LogicalWeight w;
+  w.bits = p.bits;
+  w.symmetric = p.symmetric;
+  w.out = p.out;
+  w.in = p.in;
+  w.group_size = p.group == p.in_pad ? 0 : p.group;
+  const int64_t groups = w.groups(), chunk = p.chunk_cols();
+  const int32_t offset = p.symmetric ? p.sym_zero() : 0;
+  w.code.resize(size_t(p.out * p.in));
+  w.scale.resize(size_t(p.out * groups));
+  w.zero.assign(size_t(p.out * groups), 0);
+  for (int64_t o = 0; o < p.out; ++o) {
+    const int64_t t = o / kTileRows, r = o % kTileRows;
+    const uint8_t* base = p.tile(t);
+    for (int64_t k = 0; k < p.in; ++k) {
+      const int64_t ch = k / chunk, j = k % chunk;
+      const uint8_t b = p.bits == 8 ? base[ch * 64 + 4 * r + j] : base[ch * 64 + 4 * r + (j & 3)];
+      const int32_t u = p.bits == 8 ? b : (j < 4 ? b & 0xF : b >> 4);
+      w.code[size_t(o * p.in + k)] = u - offset;
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t src = size_t((t * p.groups + g) * kTileRows + r);
+      w.scale[size_t(o * groups + g)] = p.scales[src];
+      if (!p.symmetric) w.zero[size_t(o * groups + g)] = p.zeros[src];
+    }
+  }
+  return w;
+}
+
 std::vector<uint8_t> file_codes(const LogicalWeight& w) {
   check_shape(w.bits, w.out, w.in, w.group_size);
   std::vector<uint8_t> bytes(size_t(w.bits == 4 ? w.out * w.in / 2 : w.out * w.in), 0);

@@ -1,0 +1,168 @@
+// loopq bench model: a whole model's prefill and decode speed and its peak RSS, on the packed
+// kernels or the reference path, with decode set against the memory-bandwidth limit measured in
+// the same process. One model per process, so the peak RSS is that model's own.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/bench/bandwidth.h"
+#include "cli/bench/openblas.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "io/atomic_file.h"
+#include "kernels/cpu/kernels.h"
+#include "model/runtime.h"
+#include "util/error.h"
+
+namespace loopq::cli {
+namespace {
+
+const char* kBenchModelHelp =
+    "usage: loopq bench model --model DIR [--kernels packed|reference] [--prefill 512] [--decode 16]\n"
+    "                         [--loops 1,4] [--repeats 3] [--threads N] [--bw-mib 1024] [--json FILE]\n"
+    "Loads one model (dense, or quantized on the packed kernels by default) and times, at each loop\n"
+    "count, a prefill of --prefill random tokens and --decode single-token steps on a KV cache;\n"
+    "medians of --repeats runs. Reports tokens/s, KV bytes per token, peak RSS (before the\n"
+    "bandwidth probe), and decode against the bandwidth limit: read bandwidth (a read-only sum\n"
+    "over --bw-mib MiB, timed after the runs) divided by the bytes one token streams (every\n"
+    "linear's resident bytes once per loop, plus the LM head).\n";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int64_t peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;  // KiB on Linux
+}
+
+}  // namespace
+
+int bench_model(int argc, char** argv) {
+  auto flags = kRunFlags;
+  flags.insert({"prefill", "decode", "repeats", "bw-mib", "json"});
+  flags.erase("exit");
+  Args args(argc, argv, flags, {});
+  if (args.help()) {
+    std::fputs(kBenchModelHelp, stdout);
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error("unexpected argument '" + args.positional()[0] + "'");
+  const int64_t prefill = args.get_int("prefill", 512, 1, 1 << 20);
+  const int64_t decode = args.get_int("decode", 16, 1, 1 << 20);
+  const int repeats = int(args.get_int("repeats", 3, 1, 1000));
+  const int64_t bw_bytes = args.get_int("bw-mib", 1024, 64, 1 << 16) << 20;
+  const std::vector<long long> loop_list = parse_int_list(args.get("loops", "1,4"), "--loops");
+  if (args.has("json")) check_output_path(args.get("json"), "--json");
+  at::NoGradGuard no_grad;
+
+  const auto t0 = Clock::now();
+  OuroModel model = load_model_from_args(args, true);
+  const double load_s = seconds_since(t0);
+  const int threads = at::get_num_threads();
+  set_openblas_threads(threads);
+  const int64_t rss_load = peak_rss_bytes();
+  const LoopLMConfig& c = model.config();
+  for (long long t : loop_list)
+    if (t < 1 || t > 64) throw Error("--loops: each loop count must be in 1..64");
+  if (prefill + decode > c.max_position_embeddings)
+    throw Error("--prefill + --decode is more than the model's " + std::to_string(c.max_position_embeddings) + " positions");
+
+  // What one token streams: every linear's resident bytes once per loop, plus the LM head.
+  int64_t backbone = 0;
+  std::string kind;
+  for (const auto& L : model.weights().layers)
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      backbone += L.linear(LinearSite(s))->parameter_bytes();
+      if (kind.empty()) kind = L.linear(LinearSite(s))->kind();
+    }
+  const int64_t head = model.weights().lm_head ? model.weights().lm_head->parameter_bytes()
+                                               : model.weights().embed.numel() * int64_t(model.weights().embed.element_size());
+  std::printf("model %s: %s linears, %.1f MB backbone, %.1f MB head; load %.2f s; threads %d; kernel path %s\n",
+              args.require("model").c_str(), kind.c_str(), backbone / 1e6, head / 1e6, load_s, threads,
+              kernels::path_name(kernels::active_path()));
+  std::printf("CPU: %s\n", kernels::cpu_description().c_str());
+
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  const at::Tensor ids = at::randint(0, c.vocab_size, {1, prefill + decode}, gen, at::kLong);
+  nlohmann::json runs = nlohmann::json::array();
+  struct Row {
+    long long loops;
+    double prefill_tps, decode_tps;
+    int64_t kv_per_token;
+  };
+  std::vector<Row> rows;
+  for (long long loops : loop_list) {
+    ForwardOptions fo;
+    fo.loops = loops;
+    fo.exit = ExitMode{};
+    fo.last_position_only = true;
+    std::vector<double> pre_s, dec_s;
+    int64_t kv = 0;
+    for (int r = 0; r < repeats; ++r) {
+      KVCache cache = model.make_cache(1, loops, prefill + decode);
+      auto t = Clock::now();
+      model.forward(ids.narrow(1, 0, prefill), fo, &cache);
+      pre_s.push_back(seconds_since(t));
+      t = Clock::now();
+      for (int64_t i = 0; i < decode; ++i) model.forward(ids.narrow(1, prefill + i, 1), fo, &cache);
+      dec_s.push_back(seconds_since(t));
+      kv = cache.bytes() / cache.capacity();
+    }
+    rows.push_back({loops, double(prefill) / median(pre_s), double(decode) / median(dec_s), kv});
+    runs.push_back({{"loops", loops}, {"prefill_seconds", pre_s}, {"decode_seconds", dec_s}});
+  }
+  const int64_t rss = peak_rss_bytes();
+
+  BandwidthProbe probe(threads, bw_bytes);
+  probe.pass();  // page faults
+  std::vector<double> bw;
+  for (int r = 0; r < 3; ++r) {
+    const auto t = Clock::now();
+    probe.pass();
+    bw.push_back(double(probe.read_bytes()) / seconds_since(t));
+  }
+  const double read_bw = median(bw);
+
+  std::printf("read bandwidth %.2f GB/s (median of 3 passes over %lld MiB); peak RSS %.3f GB (after load %.3f GB)\n",
+              read_bw / 1e9, (long long)(bw_bytes >> 20), rss / 1e9, rss_load / 1e9);
+  std::printf("%6s %14s %14s %16s %14s %10s\n", "loops", "prefill tok/s", "decode tok/s", "MB/token (dec)", "limit tok/s",
+              "% limit");
+  nlohmann::json out = {{"model", args.require("model")}, {"linear_kind", kind}, {"backbone_bytes", backbone},
+                        {"head_bytes", head}, {"load_seconds", load_s}, {"threads", threads},
+                        {"kernel_path", kernels::path_name(kernels::active_path())},
+                        {"cpu", kernels::cpu_description()}, {"prefill_tokens", prefill}, {"decode_tokens", decode},
+                        {"repeats", repeats}, {"read_bandwidth_bytes_per_s", read_bw}, {"peak_rss_bytes", rss},
+                        {"peak_rss_after_load_bytes", rss_load}, {"loops", nlohmann::json::array()}};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    const double streamed = double(r.loops) * double(backbone) + double(head);
+    const double limit = read_bw / streamed;
+    std::printf("%6lld %14.2f %14.3f %16.1f %14.3f %9.1f%%\n", r.loops, r.prefill_tps, r.decode_tps, streamed / 1e6,
+                limit, 100 * r.decode_tps / limit);
+    out["loops"].push_back({{"loops", r.loops}, {"prefill_tok_s", r.prefill_tps}, {"decode_tok_s", r.decode_tps},
+                            {"bytes_streamed_per_token", streamed}, {"bandwidth_limit_tok_s", limit},
+                            {"fraction_of_limit", r.decode_tps / limit}, {"kv_bytes_per_token", r.kv_per_token},
+                            {"prefill_seconds", runs[i]["prefill_seconds"]}, {"decode_seconds", runs[i]["decode_seconds"]}});
+  }
+  if (args.has("json")) io::write_file_atomic(args.get("json"), out.dump(2) + "\n");
+  return 0;
+}
+
+}  // namespace loopq::cli
