@@ -62,17 +62,18 @@ void KVPackedCodec::encode(const at::Tensor& x, int64_t pos, std::vector<at::Ten
   const int64_t B = x.size(0), S = x.size(2), D = format_.n, G = format_.groups();
   const int64_t cap = planes[0].size(1), cb = format_.code_bytes();
   if (planes[0].size(0) != B || pos < 0 || pos + S > cap) throw Error("packed KV cache: write outside the planes");
-  // Exactly KVFakeQuant::quantize's arithmetic, stopping at the codes.
-  const at::Tensor flat = x.transpose(1, 2).reshape({B, S, D});
-  const ActCodes a = quantize_activation(flat, grid_, spec_.clip, spec_.group_size);
-  const at::Tensor u = (a.codes - double(grid_.qmin())).to(at::kByte).reshape({B * S, D}).contiguous();
-  const uint8_t* up = u.data_ptr<uint8_t>();
+  // KVFakeQuant::quantize's arithmetic (quantize_activation), stopping at the codes: the kernel
+  // repeats it in fp32 bit for bit, on token rows of the flattened [kv_heads * head_dim] vector.
+  const at::Tensor rows = x.transpose(1, 2).contiguous();  // [B, S, KVH, hd]
+  const float* xp = rows.data_ptr<float>();
   uint8_t* codes = planes[0].data_ptr<uint8_t>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s)
-      kernels::kv_pack_codes(format_.bits, up + (b * S + s) * D, D, codes + (b * cap + pos + s) * cb);
-  planes[1].narrow(1, pos, S).copy_(a.params.scale.reshape({B, S, G}));
-  if (format_.has_zero) planes[2].narrow(1, pos, S).copy_(a.params.zero.reshape({B, S, G}));
+  float* scales = planes[1].data_ptr<float>();
+  float* zeros = format_.has_zero ? planes[2].data_ptr<float>() : nullptr;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t t0 = b * cap + pos;  // first row written
+    kernels::kv_quantize_rows(format_, xp + b * S * D, S, float(spec_.clip), spec_.group_size <= 0,
+                              codes + t0 * cb, scales + t0 * G, zeros ? zeros + t0 * G : nullptr);
+  }
 }
 
 void KVPackedCodec::decode(const std::vector<at::Tensor>& planes, int64_t length, at::Tensor& out) const {

@@ -279,3 +279,41 @@ TEST(PackedKVCodes, CodecDecodesTheFakeQuantValuesBitForBit) {
         EXPECT_EQ(int64_t(planes.size()), sym ? 2 : 3);
       }
 }
+
+TEST(PackedKVCodes, KernelQuantizationMatchesQuantizeActivationBitForBit) {
+  // Rows with all-zero, constant, all-positive and all-negative groups besides random ones, at
+  // several magnitudes; 4 and 8 bits, both grids, groups and per-token (widened) ranges.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(23);
+  const int64_t n = 24, rows = 9;
+  at::Tensor x = at::randn({rows, n}, gen) * at::pow(10.0, at::randint(-3, 4, {rows, 1}, gen).to(at::kFloat));
+  x[0].zero_();
+  x[1].fill_(0.37);
+  x[2] = x[2].abs() + 0.5;
+  x[3] = -x[3].abs() - 0.25;
+  x[4].narrow(0, 0, 8).zero_();
+  x = x.contiguous();
+  for (int bits : {4, 8})
+    for (bool sym : {false, true})
+      for (int64_t group : {int64_t(8), int64_t(12), int64_t(0)})
+        for (double clip : {0.95, 1.0}) {
+          kernels::KVRowFormat f;
+          const quant::Grid grid{bits, sym};
+          f.bits = bits, f.code_offset = int32_t(grid.qmin()), f.n = n, f.group = group > 0 ? group : n;
+          f.has_zero = !sym;
+          std::vector<uint8_t> codes(rows * f.code_bytes()), u(n);
+          std::vector<float> s(rows * f.groups()), z(rows * f.groups(), -5.0f);
+          kernels::kv_quantize_rows(f, x.data_ptr<float>(), rows, float(clip), group <= 0, codes.data(), s.data(), z.data());
+          const quant::ActCodes want = quant::quantize_activation(x, grid, clip, group);
+          const at::Tensor ws = want.params.scale.reshape({rows, -1}).contiguous(), wz = want.params.zero.reshape({rows, -1}).contiguous();
+          const at::Tensor wc = want.codes.reshape({rows, n}).contiguous();
+          for (int64_t r = 0; r < rows; ++r) {
+            kernels::kv_unpack_codes(bits, &codes[r * f.code_bytes()], n, u.data());
+            for (int64_t j = 0; j < n; ++j)
+              ASSERT_EQ(float(int(u[j]) + f.code_offset), wc[r][j].item<float>()) << "row " << r << " value " << j;
+            for (int64_t g = 0; g < f.groups(); ++g) {
+              ASSERT_EQ(s[r * f.groups() + g], ws[r][g].item<float>()) << "scale, row " << r;
+              if (!sym) ASSERT_EQ(z[r * f.groups() + g], wz[r][g].item<float>()) << "zero, row " << r;
+            }
+          }
+        }
+}

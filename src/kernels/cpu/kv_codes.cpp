@@ -3,6 +3,7 @@
 #include "kernels/cpu/kv_codes.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -39,6 +40,45 @@ void kv_unpack_codes(int bits, const uint8_t* in, int64_t n, uint8_t* u) {
     u[2 * i + 1] = in[i] >> 4;
   }
   if (n % 2) u[n - 1] = in[pairs] & 0xF;
+}
+
+void kv_quantize_rows(const KVRowFormat& f, const float* x, int64_t rows, float clip, bool widen,
+                      uint8_t* codes, float* scales, float* zeros) {
+  const int64_t n = f.n, G = f.groups(), cb = f.code_bytes(), gs = f.group;
+  const bool sym = !f.has_zero;
+  const float qmin = float(f.code_offset);
+  const float qmax = float(f.code_offset + (1 << f.bits) - 1);
+  std::vector<uint8_t> u(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    for (int64_t g = 0; g < G; ++g) {
+      const float* xg = xr + g * gs;
+      float lo = xg[0], hi = xg[0];
+      for (int64_t j = 1; j < gs; ++j) lo = std::min(lo, xg[j]), hi = std::max(hi, xg[j]);
+      if (widen) lo = std::min(lo, 0.0f), hi = std::max(hi, 0.0f);
+      lo = lo * clip, hi = hi * clip;
+      float scale, zero;
+      if (sym) {
+        float absmax = std::max(std::fabs(lo), hi);
+        if (absmax == 0.0f) absmax = qmax;
+        scale = absmax / qmax;
+        zero = 0.0f;
+      } else {
+        float range = hi - lo;
+        if (range == 0.0f) lo = -1.0f, range = 2.0f;
+        scale = range / qmax;
+        zero = std::nearbyint(-lo / scale);
+      }
+      scales[r * G + g] = scale;
+      if (!sym) zeros[r * G + g] = zero;
+      uint8_t* ug = u.data() + g * gs;
+      for (int64_t j = 0; j < gs; ++j) {
+        const float c = std::min(std::max(std::nearbyint(xg[j] / scale) + zero, qmin), qmax);
+        ug[j] = uint8_t(int32_t(c) - f.code_offset);
+      }
+    }
+    kv_pack_codes(f.bits, u.data(), n, codes + r * cb);
+  }
 }
 
 void kv_dequant_rows(const KVRowFormat& f, const uint8_t* codes, const float* scales,

@@ -30,6 +30,16 @@ void check_kv_format(const KVRowFormat& f);
 void kv_pack_codes(int bits, const uint8_t* u, int64_t n, uint8_t* out);
 void kv_unpack_codes(int bits, const uint8_t* in, int64_t n, uint8_t* u);
 
+// Quantizes `rows` contiguous fp32 rows of f.n values (row r at x + r * f.n) into codes
+// (f.code_bytes() per row), scales and zeros (f.groups() per row; zeros unused without zero
+// points) with quant/quantizer.cpp quantize_activation's arithmetic, bit for bit: per group,
+// range [min, max] (widened to include 0 when `widen`, i.e. one group per token) times `clip`
+// in fp32; symmetric: scale = max(|min|, max) / qmax (1 for a zero range), zero 0; asymmetric:
+// scale = (max - min) / qmax with [min, max] = [-1, 1] for a zero range, zero = round(-min /
+// scale); code = clamp(round(x / scale) + zero, qmin, qmax), rounding half to even.
+void kv_quantize_rows(const KVRowFormat& f, const float* x, int64_t rows, float clip, bool widen,
+                      uint8_t* codes, float* scales, float* zeros);
+
 // Dequantizes `rows` consecutive rows (codes: f.code_bytes() per row; scales and zeros:
 // f.groups() per row; zeros null without zero points). Value j of row r goes to
 // out[r * row_stride + (j / seg) * seg_stride + j % seg]: with seg = head_dim this scatters a
