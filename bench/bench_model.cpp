@@ -88,12 +88,15 @@ int main(int argc, char** argv) {
         dec_s.push_back(seconds_since(t));
       }
       const double pre_tps = double(prefill) / median(pre_s), dec_tps = double(decode) / median(dec_s);
-      // fp32 K and V for every (loop, layer) slot; bf16 would halve it.
-      const int64_t kv = c.kv_bytes_per_token(loops, 4);
+      // The cache's own storage per position: fp32 K and V for every (loop, layer) slot, or the
+      // packed codes and scales of a 4/8-bit KV-quantized model (bf16 would halve fp32).
+      const int64_t kv = model.make_cache(1, loops, 1).bytes_per_token();
       std::printf("%6lld %14.2f %14.3f %18lld\n", loops, pre_tps, dec_tps, (long long)kv);
       out["runs"].push_back({{"loops", loops}, {"prefill_tok_s", pre_tps}, {"decode_tok_s", dec_tps},
                              {"prefill_seconds", pre_s}, {"decode_seconds", dec_s},
-                             {"kv_bytes_per_token_f32", kv}, {"kv_bytes_per_token_bf16", kv / 2}});
+                             {"kv_bytes_per_token", kv},
+                             {"kv_bytes_per_token_f32", c.kv_bytes_per_token(loops, 4)},
+                             {"kv_bytes_per_token_bf16", c.kv_bytes_per_token(loops, 2)}});
     }
     out["peak_rss_gib"] = peak_rss_gib();
     std::printf("peak RSS %.2f GiB\n", peak_rss_gib());

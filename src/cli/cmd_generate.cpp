@@ -89,11 +89,13 @@ int cmd_generate(int argc, char** argv) {
   std::printf("\n");
   std::fflush(stdout);  // the text ends before the timing line on a shared terminal
   std::fprintf(stderr,
-               "prompt %lld tokens, prefill %.3f s (%.1f tok/s); generated %lld tokens, decode %.1f tok/s; loops %lld\n",
+               "prompt %lld tokens, prefill %.3f s (%.1f tok/s); generated %lld tokens, decode %.1f tok/s; loops %lld; "
+               "KV cache %s, %lld bytes/token\n",
                (long long)st.prompt_tokens, st.prefill_seconds,
                st.prompt_tokens / std::max(st.prefill_seconds, 1e-9), (long long)st.new_tokens,
                st.decode_steps / std::max(st.decode_seconds, 1e-9),
-               (long long)model.resolve_loops(go.forward.loops));
+               (long long)model.resolve_loops(go.forward.loops), st.kv_format.c_str(),
+               (long long)st.kv_bytes_per_token);
   return 0;
 }
 

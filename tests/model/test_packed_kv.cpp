@@ -317,3 +317,20 @@ TEST(PackedKVCodes, KernelQuantizationMatchesQuantizeActivationBitForBit) {
           }
         }
 }
+
+TEST(PackedKVCache, BytesPerTokenAtTheOuro14BShape) {
+  // 24 layers x 4 loops = 96 slots, 16 KV heads x 128 = 2048 values per token and slot: the
+  // figures docs/RESULTS.md section 6 quotes.
+  const int64_t slots = 96, D = 2048;
+  auto cache = [&](int bits, bool sym, int64_t group) {
+    std::shared_ptr<const KVCodec> codec;
+    if (bits < 16) codec = std::make_shared<KVPackedCodec>(spec_of(bits, sym, group), 16, 128);
+    return KVCache(1, 4, 24, 16, 128, 1, at::TensorOptions().dtype(at::kFloat), codec).bytes_per_token();
+  };
+  EXPECT_EQ(cache(16, false, 0), 1572864);
+  EXPECT_EQ(cache(8, false, 128), 417792);
+  EXPECT_EQ(cache(4, false, 128), 221184);
+  EXPECT_EQ(cache(4, false, 32), 294912);
+  EXPECT_EQ(cache(4, true, 128), packed_bytes_per_token(4, true, 128, D, slots, 1));
+  EXPECT_LE(cache(4, false, 32), 0.30 * 1572864);
+}
