@@ -13,15 +13,18 @@ static const char* kGenerateHelp =
     "usage: loopq generate --model DIR (--prompt \"...\" | --ids 1,2,3) [--max-new-tokens N]\n"
     "                      [--temperature X] [--top-p P] [--top-k K] [--seed S] [--stop-ids 0,2]\n"
     "                      [--loops T] [--exit last|step:k|cdf:q|expected] [--threads N] [--device D]\n"
+    "                      [--kernels packed|reference] [--kv-cache packed|fp32]\n"
     "  --kernels packed|reference  how a quantized model runs: packed integer kernels (default)\n"
-    "                              or the fake-quant reference path\n"
+    "                              or the fake-quant reference path (which implies --kv-cache fp32)\n"
     "Greedy by default (--temperature 0). Text streams to stdout; timing goes to stderr.\n"
     "Stops at the config's eos ids plus the tokenizer's <|endoftext|> and <|im_end|> unless\n"
-    "--stop-ids is given (--stop-ids none disables stopping).\n";
+    "--stop-ids is given (--stop-ids none disables stopping).\n"
+    "--kv-cache: a model with 4- or 8-bit KV quantization stores its cache as packed integer codes\n"
+    "(packed, the default); fp32 keeps the fake-quantized fp32 cache, the reference.\n";
 
 int cmd_generate(int argc, char** argv) {
   auto flags = kRunFlags;
-  flags.insert({"prompt", "ids", "max-new-tokens", "temperature", "top-p", "top-k", "seed", "stop-ids"});
+  flags.insert({"prompt", "ids", "max-new-tokens", "temperature", "top-p", "top-k", "seed", "stop-ids", "kv-cache"});
   Args args(argc, argv, flags, {});
   if (args.help()) {
     std::fputs(kGenerateHelp, stdout);
@@ -36,7 +39,10 @@ int cmd_generate(int argc, char** argv) {
   go.sampling.top_k = args.get_int("top-k", 0, 0, 1 << 30);
   go.sampling.seed = uint64_t(args.get_int("seed", 0, 0, INT64_MAX));
 
+  const std::string kv_cache = args.get("kv-cache", args.get("kernels", "packed") == "reference" ? "fp32" : "packed");
+  if (kv_cache != "packed" && kv_cache != "fp32") throw Error("--kv-cache must be packed or fp32, got '" + kv_cache + "'");
   OuroModel model = load_model_from_args(args, true);
+  model.set_packed_kv(kv_cache == "packed");
   go.forward = forward_options_from_args(args, model);
   std::unique_ptr<tok::Tokenizer> tokenizer;
   if (args.has("prompt")) {
@@ -85,11 +91,13 @@ int cmd_generate(int argc, char** argv) {
   std::printf("\n");
   std::fflush(stdout);  // the text ends before the timing line on a shared terminal
   std::fprintf(stderr,
-               "prompt %lld tokens, prefill %.3f s (%.1f tok/s); generated %lld tokens, decode %.1f tok/s; loops %lld\n",
+               "prompt %lld tokens, prefill %.3f s (%.1f tok/s); generated %lld tokens, decode %.1f tok/s; loops %lld; "
+               "KV cache %s, %lld bytes/token\n",
                (long long)st.prompt_tokens, st.prefill_seconds,
                st.prompt_tokens / std::max(st.prefill_seconds, 1e-9), (long long)st.new_tokens,
                st.decode_steps / std::max(st.decode_seconds, 1e-9),
-               (long long)model.resolve_loops(go.forward.loops));
+               (long long)model.resolve_loops(go.forward.loops), st.kv_format.c_str(),
+               (long long)st.kv_bytes_per_token);
   return 0;
 }
 

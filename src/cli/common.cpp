@@ -44,6 +44,7 @@ OuroModel load_model_from_args(const Args& args, bool run) {
     }
   }
   OuroModel model = quant::load_any_model(path, lo, kernels);
+  if (run && kernels == quant::Kernels::Reference) model.set_packed_kv(false);  // the whole fake-quant path
   // A NaN or Inf weight would make every result nan without a word: refuse it, naming the
   // tensor. Scans the raw bits of the mapped file (pages the load just read).
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir_of(args.require("model")));

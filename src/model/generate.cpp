@@ -82,6 +82,9 @@ std::vector<int64_t> generate(const OuroModel& model, const std::vector<int64_t>
     stats->decode_steps = steps;
     stats->prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
     stats->decode_seconds = std::chrono::duration<double>(t2 - t1).count();
+    stats->kv_bytes_per_token = cache.bytes_per_token();
+    stats->kv_bytes = cache.bytes();
+    stats->kv_format = cache.codec() ? cache.codec()->describe() : "fp32";
   }
   return out;
 }

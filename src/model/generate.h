@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "model/ouro_model.h"
@@ -40,6 +41,9 @@ struct GenerateStats {
   int64_t prompt_tokens = 0, new_tokens = 0;
   int64_t decode_steps = 0;  // single-token forwards after the prefill
   double prefill_seconds = 0, decode_seconds = 0;
+  int64_t kv_bytes_per_token = 0;  // the cache's storage per position (KVCache::bytes_per_token)
+  int64_t kv_bytes = 0;            // its resident bytes at the end (KVCache::bytes)
+  std::string kv_format;           // "fp32" or the codec's description, e.g. "int4 asym g128"
 };
 
 // Returns the generated ids (without the prompt). `on_token` is called for each new token and

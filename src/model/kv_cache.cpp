@@ -5,15 +5,26 @@
 namespace loopq {
 
 KVCache::KVCache(int64_t batch, int64_t loops, int64_t num_layers, int64_t kv_heads,
-                 int64_t head_dim, int64_t capacity, const at::TensorOptions& options)
+                 int64_t head_dim, int64_t capacity, const at::TensorOptions& options,
+                 std::shared_ptr<const KVCodec> codec)
     : batch_(batch), loops_(loops), num_layers_(num_layers), kv_heads_(kv_heads),
-      head_dim_(head_dim), capacity_(std::max<int64_t>(capacity, 1)) {
+      head_dim_(head_dim), capacity_(std::max<int64_t>(capacity, 1)), codec_(std::move(codec)),
+      options_(options) {
   if (batch <= 0 || loops <= 0 || num_layers <= 0) throw Error("KVCache: bad dimensions");
-  keys_.resize(num_slots());
-  values_.resize(num_slots());
-  for (int64_t s = 0; s < num_slots(); ++s) {
-    keys_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
-    values_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
+  if (codec_) {
+    key_planes_.resize(num_slots());
+    value_planes_.resize(num_slots());
+    for (int64_t s = 0; s < num_slots(); ++s) {
+      key_planes_[s] = codec_->make_planes(batch_, capacity_, options);
+      value_planes_[s] = codec_->make_planes(batch_, capacity_, options);
+    }
+  } else {
+    keys_.resize(num_slots());
+    values_.resize(num_slots());
+    for (int64_t s = 0; s < num_slots(); ++s) {
+      keys_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
+      values_[s] = at::zeros({batch_, kv_heads_, capacity_, head_dim_}, options);
+    }
   }
   slot_length_.assign(num_slots(), 0);
   key_mask_ = at::zeros({batch_, capacity_}, options.dtype(at::kBool));
@@ -32,6 +43,10 @@ void KVCache::reserve(int64_t needed) {
   };
   for (auto& k : keys_) grow(k, 2);
   for (auto& v : values_) grow(v, 2);
+  for (auto* planes : {&key_planes_, &value_planes_})
+    for (auto& slot : *planes)
+      for (auto& p : slot) grow(p, 1);
+  key_buffer_ = value_buffer_ = at::Tensor();  // reallocated at the new capacity on next use
   grow(key_mask_, 1);
   capacity_ = cap;
 }
@@ -58,11 +73,26 @@ std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t slot, const at::Tensor
   if (slot < 0 || slot >= num_slots()) throw Error("KVCache: slot out of range");
   if (slot_length_[slot] != length_)
     throw Error("KVCache: slot " + std::to_string(slot) + " written twice in one step");
+  const int64_t n = length_ + step_tokens_;
+  if (codec_) {
+    if (k.size(2) != step_tokens_ || v.size(2) != step_tokens_)
+      throw Error("KVCache: append of " + std::to_string(k.size(2)) + " tokens in a step of " +
+                  std::to_string(step_tokens_));
+    codec_->encode(k, length_, key_planes_[slot]);
+    codec_->encode(v, length_, value_planes_[slot]);
+    slot_length_[slot] = n;
+    if (!key_buffer_.defined()) {
+      key_buffer_ = at::empty({batch_, kv_heads_, capacity_, head_dim_}, options_.dtype(at::kFloat));
+      value_buffer_ = at::empty({batch_, kv_heads_, capacity_, head_dim_}, options_.dtype(at::kFloat));
+    }
+    codec_->decode(key_planes_[slot], n, key_buffer_);
+    codec_->decode(value_planes_[slot], n, value_buffer_);
+    return {key_buffer_.narrow(2, 0, n), value_buffer_.narrow(2, 0, n)};
+  }
   keys_[slot].narrow(2, length_, step_tokens_).copy_(k);
   values_[slot].narrow(2, length_, step_tokens_).copy_(v);
-  slot_length_[slot] = length_ + step_tokens_;
-  return {keys_[slot].narrow(2, 0, length_ + step_tokens_),
-          values_[slot].narrow(2, 0, length_ + step_tokens_)};
+  slot_length_[slot] = n;
+  return {keys_[slot].narrow(2, 0, n), values_[slot].narrow(2, 0, n)};
 }
 
 void KVCache::end_step() {
@@ -75,9 +105,24 @@ void KVCache::end_step() {
 }
 
 int64_t KVCache::bytes() const {
-  int64_t n = 0;
+  int64_t n = buffer_bytes();
   for (const auto& k : keys_) n += k.numel() * k.element_size();
   for (const auto& v : values_) n += v.numel() * v.element_size();
+  for (const auto* planes : {&key_planes_, &value_planes_})
+    for (const auto& slot : *planes)
+      for (const auto& p : slot) n += p.numel() * p.element_size();
+  return n;
+}
+
+int64_t KVCache::bytes_per_token() const {
+  if (codec_) return 2 * num_slots() * batch_ * codec_->bytes_per_token();
+  return 2 * num_slots() * batch_ * kv_heads_ * head_dim_ * int64_t(options_.dtype().itemsize());
+}
+
+int64_t KVCache::buffer_bytes() const {
+  int64_t n = 0;
+  for (const auto* b : {&key_buffer_, &value_buffer_})
+    if (b->defined()) n += b->numel() * b->element_size();
   return n;
 }
 

@@ -1,6 +1,8 @@
 #include "model/ouro_model.h"
 
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "util/error.h"
 
@@ -107,9 +109,22 @@ int64_t OuroModel::parameter_count() const {
 }
 
 KVCache OuroModel::make_cache(int64_t batch, int64_t loops, int64_t capacity) const {
+  std::shared_ptr<const KVCodec> codec;
+  if (packed_kv_ && attention_transform_) {
+    codec = attention_transform_->kv_codec();
+    std::string why = codec ? "" : attention_transform_->kv_codec_missing();
+    if (codec && !device().is_cpu()) {
+      why = "the packed KV cache runs on the CPU only";
+      codec = nullptr;
+    }
+    if (!why.empty() && !kv_notice_given_) {
+      std::fprintf(stderr, "loopq: KV cache stays fp32 (fake-quantized K/V): %s\n", why.c_str());
+      kv_notice_given_ = true;
+    }
+  }
   return KVCache(batch, resolve_loops(loops), config_.num_layers, config_.num_kv_heads,
                  config_.head_dim, capacity,
-                 at::TensorOptions().dtype(at::kFloat).device(device()));
+                 at::TensorOptions().dtype(at::kFloat).device(device()), std::move(codec));
 }
 
 at::Tensor OuroModel::loop_state(const at::Tensor& h, int loop) const {
@@ -142,7 +157,11 @@ at::Tensor OuroModel::layer_forward(const at::Tensor& x, int loop, int layer,
   q = apply_rope(q.view({B, S, H, hd}).transpose(1, 2), cos, sin);
   k = apply_rope(k.view({B, S, KVH, hd}).transpose(1, 2), cos, sin);
   v = v.view({B, S, KVH, hd}).transpose(1, 2);
-  if (attention_transform_) attention_transform_->apply(loop, layer, q, k, v);
+  if (attention_transform_) {
+    // A cache that stores codes quantizes K/V itself (forward checked it is the transform's codec).
+    if (cache && cache->codec()) attention_transform_->apply_unquantized(loop, layer, q, k, v);
+    else attention_transform_->apply(loop, layer, q, k, v);
+  }
   if (cache) std::tie(k, v) = cache->append(cache->slot(loop, layer), k, v);
   const int64_t Lk = k.size(2);
   // GQA without copying K/V: fold the G query heads that share a KV head into the row axis.
@@ -174,6 +193,9 @@ ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& op
     throw Error("forward: cache was made for " + std::to_string(cache->loops()) + " loops and batch " +
                 std::to_string(cache->batch()) + ", run has " + std::to_string(T) + " and " +
                 std::to_string(B));
+  if (cache && cache->codec() && (!attention_transform_ || attention_transform_->kv_codec() != cache->codec()))
+    throw Error("forward: the cache stores K/V as " + cache->codec()->describe() +
+                ", which is not this model's KV quantization (make caches with make_cache)");
   at::Tensor ids_dev = ids.to(device(), at::kLong);
   {
     auto lo = ids_dev.min().item<int64_t>(), hi = ids_dev.max().item<int64_t>();

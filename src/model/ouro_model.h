@@ -68,7 +68,15 @@ class OuroModel {
   ForwardResult forward(const at::Tensor& ids, const ForwardOptions& options,
                         KVCache* cache = nullptr, const at::Tensor& attention_mask = {}) const;
 
+  // A cache for `batch` sequences at `loops` loops. With packed_kv() on (the default) and an
+  // attention transform that quantizes K/V to a format it has a codec for (4 or 8 bits, on the
+  // CPU), the cache stores K/V as those integer codes and the transform leaves their
+  // quantization to it; otherwise fp32, with a one-line notice on stderr (once per model) when
+  // K/V are quantized but cannot be stored packed.
   KVCache make_cache(int64_t batch, int64_t loops, int64_t capacity) const;
+  // Packed KV caches on or off (off: make_cache always stores fp32, the fake-quant reference).
+  void set_packed_kv(bool on) { packed_kv_ = on; }
+  bool packed_kv() const { return packed_kv_; }
   int64_t resolve_loops(int64_t loops) const { return loops > 0 ? loops : config_.total_ut_steps; }
   // Loop `loop`'s normed state from the residual stream h: model.norm, or the per-loop alignment.
   at::Tensor loop_state(const at::Tensor& h, int loop) const;
@@ -106,6 +114,8 @@ class OuroModel {
   OuroWeights weights_;
   at::Tensor inv_freq_;  // [hd/2] rotary frequencies
   std::shared_ptr<const AttentionTransform> attention_transform_;
+  bool packed_kv_ = true;
+  mutable bool kv_notice_given_ = false;
 };
 
 // RMSNorm in fp32 with a plain (not 1 + w) weight (§4.3).

@@ -3,10 +3,17 @@
 // Hadamard when rotating), V at the v_proj output, per token in groups over the flattened
 // [kv_heads * head_dim] vector, asymmetric with clip 0.95 by default. Each (loop, layer) cache slot
 // is quantized on its own values, so every loop gets its own dynamic parameters.
+//
+// At 4 and 8 bits the same quantization is also a cache codec (KVPackedCodec): a KV cache made
+// by OuroModel::make_cache stores the integer codes with their fp32 group scales and zeros, and
+// KVFakeQuant then only rotates; what attention reads back equals the fake-quant K/V bit for bit.
 #include <memory>
+#include <string>
 
+#include "kernels/cpu/kv_codes.h"
 #include "model/attention_transform.h"
 #include "quant/hadamard.h"
+#include "quant/quantizer.h"
 
 namespace loopq::quant {
 
@@ -19,10 +26,39 @@ struct KVQuantSpec {
   bool active() const { return bits < 16 || rotate_qk; }
 };
 
+// K or V stored as int4 (two per byte) or int8 codes per token, in groups over the flattened
+// [kv_heads * head_dim] vector, with fp32 scales (and fp32 zeros on an asymmetric grid). Planes:
+// codes u8 [B, cap, code bytes], scales f32 [B, cap, groups], zeros f32 [B, cap, groups]
+// (asymmetric only). CPU, fp32 input.
+class KVPackedCodec final : public KVCodec {
+ public:
+  // Throws unless spec.bits is 4 or 8 and the group divides kv_heads * head_dim.
+  KVPackedCodec(const KVQuantSpec& spec, int64_t kv_heads, int64_t head_dim);
+  static bool supports(int bits) { return bits == 4 || bits == 8; }
+  std::string describe() const override;
+  std::vector<at::Tensor> make_planes(int64_t batch, int64_t capacity,
+                                      const at::TensorOptions& options) const override;
+  void encode(const at::Tensor& x, int64_t pos, std::vector<at::Tensor>& planes) const override;
+  void decode(const std::vector<at::Tensor>& planes, int64_t length, at::Tensor& out) const override;
+  int64_t bytes_per_token() const override { return format_.row_bytes(); }
+  const kernels::KVRowFormat& format() const { return format_; }
+
+ private:
+  KVQuantSpec spec_;
+  Grid grid_;
+  int64_t kv_heads_, head_dim_;
+  kernels::KVRowFormat format_;
+};
+
 class KVFakeQuant final : public AttentionTransform {
  public:
   KVFakeQuant(const KVQuantSpec& spec, int64_t kv_heads, int64_t head_dim);
   void apply(int loop, int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const override;
+  // The packed codec at 4 and 8 bits; null otherwise (kv_codec_missing() then names the bits).
+  std::shared_ptr<const KVCodec> kv_codec() const override { return codec_; }
+  std::string kv_codec_missing() const override;
+  // The R3 rotation only; the cache quantizes.
+  void apply_unquantized(int loop, int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const override;
   const KVQuantSpec& spec() const { return spec_; }
 
  private:
@@ -30,6 +66,7 @@ class KVFakeQuant final : public AttentionTransform {
   KVQuantSpec spec_;
   int64_t kv_heads_, head_dim_;
   std::shared_ptr<const HadamardTransform> head_hadamard_;
+  std::shared_ptr<const KVPackedCodec> codec_;
 };
 
 }  // namespace loopq::quant

@@ -86,10 +86,18 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const Grid& grid, int64_t grou
   return fake_quant(grouped(w.to(at::kFloat), group_size), p, grid).reshape(w.sizes());
 }
 
-at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip, int64_t group_size) {
+ActCodes quantize_activation(const at::Tensor& x, const Grid& grid, double clip, int64_t group_size) {
   if (!(clip > 0 && clip <= 1)) throw Error("activation clip ratio must be in (0, 1]");
   const at::Tensor g = grouped(x, group_size);
-  return fake_quant(g, row_params(g, grid, clip, false, group_size <= 0), grid).reshape(x.sizes());
+  ActCodes a;
+  a.params = row_params(g, grid, clip, false, group_size <= 0);
+  a.codes = quantize_codes(g, a.params, grid);
+  return a;
+}
+
+at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip, int64_t group_size) {
+  const ActCodes a = quantize_activation(x, grid, clip, group_size);
+  return dequantize(a.codes, a.params).reshape(x.sizes());
 }
 
 at::Tensor fake_quant_static(const at::Tensor& x, const Grid& grid, const at::Tensor& scale) {

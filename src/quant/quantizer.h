@@ -43,6 +43,15 @@ at::Tensor fake_quant_weight(const at::Tensor& w, const Grid& grid, int64_t grou
 // groups of the last dimension (find_params_per_token_groupwise: group min/max, no widening to 0).
 at::Tensor fake_quant_activation(const at::Tensor& x, const Grid& grid, double clip = 1.0,
                                  int64_t group_size = 0);
+// The codes and parameters behind fake_quant_activation: x viewed as [rows, groups, g] (one group
+// of the whole last dimension for group_size <= 0), codes as float integers of that shape, scale
+// and zero [rows, groups, 1]. dequantize(codes, params) reshaped to x is fake_quant_activation(x).
+struct ActCodes {
+  at::Tensor codes;
+  QParams params;
+};
+ActCodes quantize_activation(const at::Tensor& x, const Grid& grid, double clip = 1.0,
+                             int64_t group_size = 0);
 
 // Static (offline-calibrated) per-tensor activation fake quantization on a symmetric grid:
 // clamp(round(x / scale), qmin, qmax) * scale with one fixed scale (a 0-dim or 1-element tensor,

@@ -79,6 +79,12 @@ import json,sys; r=json.load(open(sys.argv[1]))
 assert all(l['relative_state_error']==0 and abs(l['kl'])<1e-12 and l['top1_agreement']==1 for l in r['per_loop'])" "$tmp/self.json"
 
 expect_ok generate-quantized generate --model "$tmp/q-quarot-gptq" --prompt "It was" --max-new-tokens 5
+# The packed KV4 cache generates the same text as the fake-quantized fp32 cache.
+expect_ok generate-packed-kv generate --model "$tmp/q-rtn" --prompt "It was" --max-new-tokens 8 --stop-ids none
+cp "$tmp/out" "$tmp/gen-packed-kv"
+expect_ok generate-fp32-kv generate --model "$tmp/q-rtn" --prompt "It was" --max-new-tokens 8 --stop-ids none --kv-cache fp32
+check packed-kv-same-text cmp "$tmp/gen-packed-kv" "$tmp/out"
+expect_error kv-cache-flag --match "--kv-cache" generate --model "$tmp/q-rtn" --ids 1 --kv-cache int4
 expect_ok forward-quantized forward --model "$tmp/q-rtn" --text "It was"
 expect_ok inspect-quantized inspect "$tmp/q-rtn"
 check inspect-says-quantized grep -q "quantized: rtn W4A4KV4" "$tmp/out"

@@ -123,7 +123,7 @@ int bench_model(int argc, char** argv) {
       t = Clock::now();
       for (int64_t i = 0; i < decode; ++i) model.forward(ids.narrow(1, prefill + i, 1), fo, &cache);
       dec_s.push_back(seconds_since(t));
-      kv = cache.bytes() / cache.capacity();
+      kv = cache.bytes_per_token();  // fp32 K/V, or the packed codes and scales of a KV4/KV8 model
     }
     rows.push_back({loops, double(prefill) / median(pre_s), double(decode) / median(dec_s), kv});
     runs.push_back({{"loops", loops}, {"prefill_seconds", pre_s}, {"decode_seconds", dec_s}});
