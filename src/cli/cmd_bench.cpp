@@ -22,6 +22,7 @@
 #include "cli/args.h"
 #include "cli/bench/bandwidth.h"
 #include "cli/bench/openblas.h"
+#include "cli/bench/timing.h"
 #include "cli/bench/q4_0_ref.h"
 #include "cli/commands.h"
 #include "kernels/cpu/kernels.h"
@@ -50,15 +51,9 @@ const char* kBenchHelp =
     "If OpenBLAS falls back to generic (SSE3) kernels on this CPU, the run restarts itself with\n"
     "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) so the fp32 baseline is not handicapped.\n";
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::Clock;
+using bench::median;
+using bench::seconds_since;
 
 int64_t l3_bytes() {
   std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index3/size");

@@ -48,10 +48,7 @@ OuroModel load_model_from_args(const Args& args, bool run) {
   // A NaN or Inf weight would make every result nan without a word: refuse it, naming the
   // tensor. Scans the raw bits of the mapped file (pages the load just read).
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir_of(args.require("model")));
-  for (const auto& name : ckpt.names()) {
-    io::check_finite(ckpt.get(name), ckpt.path() + ": ");
-    io::release_pages(ckpt.get(name).data, ckpt.get(name).nbytes);  // scanned once, not kept
-  }
+  for (const auto& name : ckpt.names()) io::check_finite(ckpt.get(name), ckpt.path() + ": ", /*release=*/true);
   // Last, so that a bad directory still gets exactly one line: its error.
   if (!fallback.empty())
     std::fprintf(stderr, "loopq: note: the packed kernels do not run %s; using the reference (fake-quant) path\n",

@@ -1,5 +1,9 @@
 #include "io/finite.h"
 
+#include <algorithm>
+
+#include "io/mapped_file.h"
+
 #include <cstdint>
 #include <cstring>
 
@@ -39,9 +43,15 @@ std::optional<size_t> find_non_finite(DType dtype, const void* src, size_t n) {
   }
 }
 
-void check_finite(const TensorInfo& t, const std::string& where) {
-  const size_t n = static_cast<size_t>(t.numel());
-  const auto bad = find_non_finite(t.dtype, t.data, n);
+void check_finite(const TensorInfo& t, const std::string& where, bool release) {
+  const size_t n = static_cast<size_t>(t.numel()), size = dtype_size(t.dtype);
+  std::optional<size_t> bad;
+  constexpr size_t kChunk = size_t(1) << 20;  // elements per scan step
+  for (size_t off = 0; off < n && !bad; off += kChunk) {
+    const size_t len = std::min(kChunk, n - off);
+    if (const auto b = find_non_finite(t.dtype, t.data + off * size, len)) bad = off + *b;
+    if (release) release_pages(t.data + off * size, len * size);
+  }
   if (!bad) return;
   const uint8_t* e = t.data + *bad * dtype_size(t.dtype);
   bool nan = false;

@@ -15,7 +15,9 @@ namespace loopq::io {
 // unaligned), or nullopt. Integer and bool dtypes are always finite.
 std::optional<size_t> find_non_finite(DType dtype, const void* src, size_t n);
 
-// Throws loopq::Error "<where>tensor 'NAME' has NaN at element I of N" (or Inf).
-void check_finite(const TensorInfo& tensor, const std::string& where = "");
+// Throws loopq::Error "<where>tensor 'NAME' has NaN at element I of N" (or Inf). With
+// `release`, a memory-mapped tensor's pages are dropped from the resident set as the scan passes
+// them (release_pages), so scanning a whole checkpoint never holds more than a few MiB of it.
+void check_finite(const TensorInfo& tensor, const std::string& where = "", bool release = false);
 
 }  // namespace loopq::io

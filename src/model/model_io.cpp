@@ -45,19 +45,27 @@ at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
                 shape_str(shape));
   at::Tensor out = at::empty(shape, at::kFloat);
   const size_t n = static_cast<size_t>(out.numel());
-  const auto addr = reinterpret_cast<uintptr_t>(info.data);
-  if (info.dtype == io::DType::BF16 && addr % 2 == 0) {
-    // Aligned bf16 (the normal case): ATen's vectorised, multi-threaded conversion.
-    at::Tensor src = at::from_blob(const_cast<uint8_t*>(info.data), shape, at::kBFloat16);
-    out.copy_(src);
-  } else if (info.dtype == io::DType::F32 || info.dtype == io::DType::F16 ||
-             info.dtype == io::DType::BF16 || info.dtype == io::DType::F64) {
-    io::convert_to_f32(info.dtype, info.data, out.data_ptr<float>(), n);
-  } else {
+  if (info.dtype != io::DType::F32 && info.dtype != io::DType::F16 && info.dtype != io::DType::BF16 &&
+      info.dtype != io::DType::F64)
     throw Error("tensor '" + name + "' has dtype " + io::dtype_name(info.dtype) +
                 ", expected F32, F16 or BF16");
+  // In steps, each step's mapped pages dropped once copied: a 400 MB embedding never sits in
+  // memory twice.
+  const size_t esize = io::dtype_size(info.dtype);
+  constexpr size_t kStep = size_t(1) << 22;  // elements
+  float* dst = out.data_ptr<float>();
+  for (size_t off = 0; off < n; off += kStep) {
+    const size_t len = std::min(kStep, n - off);
+    const uint8_t* src = info.data + off * esize;
+    if (info.dtype == io::DType::BF16 && reinterpret_cast<uintptr_t>(src) % 2 == 0) {
+      // Aligned bf16 (the normal case): ATen's vectorised, multi-threaded conversion.
+      at::Tensor from = at::from_blob(const_cast<uint8_t*>(src), {int64_t(len)}, at::kBFloat16);
+      at::from_blob(dst + off, {int64_t(len)}, at::kFloat).copy_(from);
+    } else {
+      io::convert_to_f32(info.dtype, src, dst + off, len);
+    }
+    io::release_pages(src, len * esize);
   }
-  io::release_pages(info.data, info.nbytes);  // copied: the mapped pages need not stay resident
   return out;
 }
 

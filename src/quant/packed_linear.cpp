@@ -74,6 +74,18 @@ PackedLinear::PackedLinear(const QuantizedWeight& weight, ActQuant act, InputRot
   const std::string why = why_unsupported(weight.grid.bits, weight.group_size, act_);
   if (!why.empty()) throw Error("PackedLinear: the packed kernels do not run " + why);
   packed_ = kernels::pack(logical(weight));
+  check_setup(bias);
+}
+
+PackedLinear::PackedLinear(kernels::PackedWeight packed, ActQuant act, InputRotation rotation, at::Tensor bias,
+                           int threads)
+    : packed_(std::move(packed)), act_(act), rotation_(std::move(rotation)), threads_(threads), wbits_(packed_.bits) {
+  const std::string why = why_unsupported(packed_.bits, packed_.group == packed_.in_pad ? 0 : packed_.group, act_);
+  if (!why.empty()) throw Error("PackedLinear: the packed kernels do not run " + why);
+  check_setup(bias);
+}
+
+void PackedLinear::check_setup(const at::Tensor& bias) {
   if (bias.defined()) {
     bias_ = bias.detach().to(at::kCPU, at::kFloat).contiguous();
     if (bias_.numel() != packed_.out) throw Error("PackedLinear: bias size does not match out_features");

@@ -30,6 +30,10 @@ class PackedLinear final : public LinearOp {
   // run. threads = 0: at::get_num_threads() at each call.
   PackedLinear(const QuantizedWeight& weight, ActQuant act, InputRotation rotation, at::Tensor bias = {},
                int threads = 0);
+  // From weights already in the kernel layout (a loader repacks the file's bytes directly, so no
+  // unpacked or fp32 copy of the weight ever exists).
+  PackedLinear(kernels::PackedWeight packed, ActQuant act, InputRotation rotation, at::Tensor bias = {},
+               int threads = 0);
 
   // The packed equivalent of a fake-quant linear: its codes, activation spec, rotation, bias and
   // per-loop adaptations. Throws loopq::Error when the kernels cannot run it (see why_unsupported).
@@ -60,6 +64,7 @@ class PackedLinear final : public LinearOp {
   const kernels::PackedWeight& packed() const { return packed_; }
 
  private:
+  void check_setup(const at::Tensor& bias);
   kernels::ActParams act_params(int loop) const;
   // The rotated, quantized input rows of x (from the shared cache when another linear of the
   // same input already made them).

@@ -1,5 +1,6 @@
 #include "quant/quantized_io.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "kernels/cpu/kernels.h"
 #include "quant/calibration.h"
 #include "quant/packed_linear.h"
 #include "quant/ptq.h"
@@ -207,35 +209,21 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   lo.linear_loader = [&](const LinearLoadRequest& r) -> LinearPtr {
     const int64_t out = r.shape[0], in = r.shape[1];
     const int64_t groups = qc.w_group_size > 0 ? in / qc.w_group_size : 1;
-    at::Tensor codes;
-    if (grid.bits <= 4) {
-      if (in % 2 != 0) throw Error(dir + ": " + r.stem + ": odd input size cannot hold packed int4");
-      codes = unpack_int4(r.read_raw(r.stem + ".qweight", "U8", {out, in / 2})).to(at::kFloat);
-    } else {
-      codes = r.read_raw(r.stem + ".qweight", "I8", {out, in}).to(at::kFloat);
-    }
-    codes = codes - double(code_offset(grid));
-    if (codes.min().item<double>() < double(grid.qmin()) || codes.max().item<double>() > double(grid.qmax()))
-      throw Error(dir + ": " + r.stem + ".qweight holds codes outside the " + std::to_string(grid.bits) + "-bit grid");
-    QuantizedWeight qw;
-    qw.grid = grid;
-    qw.group_size = qc.w_group_size;
-    qw.codes = codes;
-    qw.params.scale = r.read_raw(r.stem + ".scales", "F32", {out, groups}).reshape({out, groups, 1});
-    if (!at::isfinite(qw.params.scale).all().item<bool>() || (qw.params.scale <= 0).any().item<bool>())
+    if (grid.bits <= 4 && in % 2 != 0) throw Error(dir + ": " + r.stem + ": odd input size cannot hold packed int4");
+    const at::Tensor raw = grid.bits <= 4 ? r.read_raw(r.stem + ".qweight", "U8", {out, in / 2})
+                                          : r.read_raw(r.stem + ".qweight", "I8", {out, in});
+    const at::Tensor scale = r.read_raw(r.stem + ".scales", "F32", {out, groups});
+    if (!at::isfinite(scale).all().item<bool>() || (scale <= 0).any().item<bool>())
       throw Error(dir + ": " + r.stem + ".scales must be finite and positive");
-    if (grid.symmetric) {
-      qw.params.zero = at::zeros_like(qw.params.scale);
-    } else {
-      qw.params.zero = r.read_raw(r.stem + ".zeros", "F32", {out, groups}).reshape({out, groups, 1});
-      if (!at::isfinite(qw.params.zero).all().item<bool>())
-        throw Error(dir + ": " + r.stem + ".zeros must be finite");
+    at::Tensor zero;
+    if (!grid.symmetric) {
+      zero = r.read_raw(r.stem + ".zeros", "F32", {out, groups});
+      if (!at::isfinite(zero).all().item<bool>()) throw Error(dir + ": " + r.stem + ".zeros must be finite");
     }
     const bool rotated = uses_rotation(qc.method) && qc.group_rotated(r.layer, int(input_group_of(r.site)));
     InputRotation rot = rotated ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
-    auto op = std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, std::move(rot));
     // Adaptations: exactly the ones the config announces, with their announced shapes.
-    SiteAdaptation& ad = op->adaptation();
+    SiteAdaptation ad;
     auto read = [&](const std::string& suffix, int64_t sets, std::vector<int64_t> tail) {
       std::vector<int64_t> shape{sets};
       shape.insert(shape.end(), tail.begin(), tail.end());
@@ -255,12 +243,29 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
       ad.out_scale = read(".loop_out_scale", qc.out_affine_sets, {out});
       ad.out_bias = read(".loop_out_bias", qc.out_affine_sets, {out});
     }
-    if (!packed) return op;
-    op->set_act(qc.act);
-    std::shared_ptr<PackedLinear> p = PackedLinear::from(*op);
-    auto owner = input_owner.emplace(std::make_pair(r.layer, int(input_group_of(r.site))), p);
-    if (!owner.second) owner.first->second->share_input_with(*p);
-    return p;  // the fake-quant op and its fp32 weight go here, one linear at a time
+    if (packed) {
+      // Straight from the file's bytes into the kernel layout: no unpacked or fp32 weight.
+      const kernels::FileWeight f{grid.bits, grid.symmetric, out, in, qc.w_group_size,
+                                  static_cast<const uint8_t*>(raw.data_ptr()), scale.data_ptr<float>(),
+                                  zero.defined() ? zero.data_ptr<float>() : nullptr};
+      auto p = std::make_shared<PackedLinear>(kernels::repack(f), qc.act, std::move(rot));
+      p->set_adaptation(ad);
+      auto owner = input_owner.emplace(std::make_pair(r.layer, int(input_group_of(r.site))), p);
+      if (!owner.second) owner.first->second->share_input_with(*p);
+      return p;
+    }
+    at::Tensor codes = (grid.bits <= 4 ? unpack_int4(raw) : raw).to(at::kFloat) - double(code_offset(grid));
+    if (codes.min().item<double>() < double(grid.qmin()) || codes.max().item<double>() > double(grid.qmax()))
+      throw Error(dir + ": " + r.stem + ".qweight holds codes outside the " + std::to_string(grid.bits) + "-bit grid");
+    QuantizedWeight qw;
+    qw.grid = grid;
+    qw.group_size = qc.w_group_size;
+    qw.codes = codes;
+    qw.params.scale = scale.reshape({out, groups, 1});
+    qw.params.zero = grid.symmetric ? at::zeros_like(qw.params.scale) : zero.reshape({out, groups, 1});
+    auto op = std::make_shared<QuantLinear>(std::move(qw), ActQuant{}, std::move(rot));
+    op->adaptation() = ad;
+    return op;
   };
   const int64_t d = c.hidden_size;
   if (qc.state_sets > 0)
@@ -274,6 +279,9 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   if (qc.act.static_scale && qc.act.enabled() && qc.act_param_sets == 0)
     throw Error(dir + ": quantization_config: static activations but no stored scales (adaptations.act_param_sets is 0)");
   OuroModel model = load_model(dir, lo);
+  // The per-linear read buffers are freed; hand the heap's free pages back, so what stays
+  // resident is the packed model.
+  if (packed) ::malloc_trim(0);
   install_runtime_quantizers(model, qc);
   if (options.device != at::Device(at::kCPU)) model.to(options.device);
   return model;

@@ -100,7 +100,7 @@ done
 check kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert abs(a-b) <= 0.02*b, (a,b)" \
   "$tmp/k-packed.json" "$tmp/k-reference.json"
 expect_ok kernels-fallback eval ppl --model "$tmp/q-g16" --file "$tmp/test.txt" --seqlen 64
-check kernels-fallback-notice grep -q "packed kernels do not run 3-bit weights; using the reference" "$tmp/err"
+check kernels-fallback-notice grep -q "packed kernels do not run 3-bit weights (the kernels take 4 or 8); using the reference" "$tmp/err"
 expect_ok kernels-generate generate --model "$tmp/l-static" --prompt "It was" --max-new-tokens 5 --kernels packed
 expect_error kernels-bad --match "unknown --kernels 'fast'" eval ppl --model "$tmp/q-rtn" --file "$tmp/test.txt" --kernels fast
 # Same command, same bytes (determinism).

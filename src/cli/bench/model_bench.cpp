@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "cli/args.h"
 #include "cli/bench/bandwidth.h"
 #include "cli/bench/openblas.h"
+#include "cli/bench/timing.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "io/atomic_file.h"
@@ -36,14 +38,23 @@ const char* kBenchModelHelp =
     "over --bw-mib MiB, timed after the runs) divided by the bytes one token streams (every\n"
     "linear's resident bytes once per loop, plus the LM head).\n";
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
+using bench::seconds_since;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+// Resident bytes now (VmRSS), 0 if /proc is unreadable.
+int64_t rss_now_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  while (f >> key) {
+    if (key == "VmRSS:") {
+      int64_t kib = 0;
+      f >> kib;
+      return kib * 1024;
+    }
+    f.ignore(1 << 20, '\n');
+  }
+  return 0;
 }
 
 int64_t peak_rss_bytes() {
@@ -77,7 +88,7 @@ int bench_model(int argc, char** argv) {
   const double load_s = seconds_since(t0);
   const int threads = at::get_num_threads();
   set_openblas_threads(threads);
-  const int64_t rss_load = peak_rss_bytes();
+  const int64_t rss_load = peak_rss_bytes(), resident_load = rss_now_bytes();
   const LoopLMConfig& c = model.config();
   for (long long t : loop_list)
     if (t < 1 || t > 64) throw Error("--loops: each loop count must be in 1..64");
@@ -128,7 +139,7 @@ int bench_model(int argc, char** argv) {
     rows.push_back({loops, double(prefill) / median(pre_s), double(decode) / median(dec_s), kv});
     runs.push_back({{"loops", loops}, {"prefill_seconds", pre_s}, {"decode_seconds", dec_s}});
   }
-  const int64_t rss = peak_rss_bytes();
+  const int64_t rss = peak_rss_bytes(), resident = rss_now_bytes();
 
   BandwidthProbe probe(threads, bw_bytes);
   probe.pass();  // page faults
@@ -140,8 +151,9 @@ int bench_model(int argc, char** argv) {
   }
   const double read_bw = median(bw);
 
-  std::printf("read bandwidth %.2f GB/s (median of 3 passes over %lld MiB); peak RSS %.3f GB (after load %.3f GB)\n",
-              read_bw / 1e9, (long long)(bw_bytes >> 20), rss / 1e9, rss_load / 1e9);
+  std::printf("read bandwidth %.2f GB/s (median of 3 passes over %lld MiB); peak RSS %.3f GB (%.3f GB when loaded); "
+              "resident after load %.3f GB, after the runs %.3f GB\n",
+              read_bw / 1e9, (long long)(bw_bytes >> 20), rss / 1e9, rss_load / 1e9, resident_load / 1e9, resident / 1e9);
   std::printf("%6s %14s %14s %16s %14s %10s\n", "loops", "prefill tok/s", "decode tok/s", "MB/token (dec)", "limit tok/s",
               "% limit");
   nlohmann::json out = {{"model", args.require("model")}, {"linear_kind", kind}, {"backbone_bytes", backbone},
@@ -149,7 +161,8 @@ int bench_model(int argc, char** argv) {
                         {"kernel_path", kernels::path_name(kernels::active_path())},
                         {"cpu", kernels::cpu_description()}, {"prefill_tokens", prefill}, {"decode_tokens", decode},
                         {"repeats", repeats}, {"read_bandwidth_bytes_per_s", read_bw}, {"peak_rss_bytes", rss},
-                        {"peak_rss_after_load_bytes", rss_load}, {"loops", nlohmann::json::array()}};
+                        {"peak_rss_after_load_bytes", rss_load}, {"resident_after_load_bytes", resident_load},
+                        {"resident_after_runs_bytes", resident}, {"loops", nlohmann::json::array()}};
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     const double streamed = double(r.loops) * double(backbone) + double(head);
