@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dtype.h"
+#include "io/finite.h"
 #include "io/safetensors.h"
 #include "util/error.h"
 
@@ -35,13 +36,16 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// Copies a checkpoint tensor into a new fp32 tensor after checking its shape.
+// Copies a checkpoint tensor into a new fp32 tensor after checking its shape and values.
 at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
                     const std::vector<int64_t>& shape) {
   const io::TensorInfo& info = ckpt.get(name);
   if (info.shape != shape)
     throw Error("tensor '" + name + "' has shape " + shape_str(info.shape) + ", config implies " +
                 shape_str(shape));
+  // A NaN or Inf weight makes every result nan without a word; refuse it here, so every library
+  // caller gets the check. Scans the raw bits, which also brings the pages in for the copy.
+  io::check_finite(info);
   at::Tensor out = at::empty(shape, at::kFloat);
   const size_t n = static_cast<size_t>(out.numel());
   const auto addr = reinterpret_cast<uintptr_t>(info.data);
