@@ -121,3 +121,122 @@ for i, argv in enumerate([
         ["--ids", "-9223372036854775808,9223372036854775807", "--threads", "99999999999999999999"],
 ]):
     put("args", f"argv{i}", "\0".join(argv))
+
+# ---- quantized_dir: config.json (with quantization_config), NUL, model.safetensors ----
+# Whole loadable checkpoints of a 1-layer model small enough to stay a few KB, under the blocks
+# QuantConfig::to_json writes, plus ouro-tiny's real layout cut to the safetensors header.
+import random
+rng = random.Random(0)
+
+
+def qconfig(method="rtn", bits=4, sym=True, group=0, a_bits=16, a_mode="dynamic", sets=(0, 0, 0), extra=None):
+    q = {"quant_method": "loopq", "format_version": 1, "method": method,
+         "weights": {"bits": bits, "symmetric": sym, "group_size": group, "mse_clip_search": True,
+                     "packing": "int4_low_nibble_even" if bits <= 4 else "int8"},
+         "activations": {"bits": a_bits, "symmetric": True, "clip": 1.0, "group_size": 0, "mode": a_mode,
+                         "granularity": "per_tensor_static" if a_mode == "static" else "per_token_dynamic",
+                         "search_rows": 1024},
+         "adaptations": {"act_param_sets": sets[0], "out_affine_sets": sets[1], "state_sets": sets[2],
+                         "fit_windows": 8},
+         "kv_cache": {"bits": 16, "symmetric": False, "group_size": 128, "clip": 0.95,
+                      "qk_head_hadamard": False, "per_loop": True},
+         "calibration": {"file": "", "nsamples": 0, "seqlen": 0, "seed": 0},
+         "modules_not_quantized": ["embed_tokens", "norms", "lm_head", "early_exit_gate"],
+         "quantize_seconds": 1.5}
+    q.update(extra or {})
+    return q
+
+
+mini = {"model_type": "ouro", "vocab_size": 16, "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 4, "intermediate_size": 8,
+        "max_position_embeddings": 64, "total_ut_steps": 2, "tie_word_embeddings": True}
+sites = [("self_attn.q_proj", 8, 8), ("self_attn.k_proj", 8, 8), ("self_attn.v_proj", 8, 8),
+         ("self_attn.o_proj", 8, 8), ("mlp.gate_proj", 8, 8), ("mlp.up_proj", 8, 8), ("mlp.down_proj", 8, 8)]
+
+
+def f32s(n, lo=0.01, hi=1.0):
+    return struct.pack(f"<{n}f", *[rng.uniform(lo, hi) for _ in range(n)])
+
+
+def quantized(cfg, q, layers=1):
+    w, a = q["weights"], q["adaptations"]
+    tensors = [("model.embed_tokens.weight", "F32", [cfg["vocab_size"], cfg["hidden_size"]],
+                f32s(cfg["vocab_size"] * cfg["hidden_size"]))]
+    for l in range(layers):
+        for n in ("input_layernorm", "input_layernorm_2", "post_attention_layernorm", "post_attention_layernorm_2"):
+            tensors.append((f"model.layers.{l}.{n}.weight", "F32", [cfg["hidden_size"]], f32s(cfg["hidden_size"], 0.5, 1.5)))
+        for stem, out, inp in sites:
+            s = f"model.layers.{l}.{stem}"
+            groups = inp // w["group_size"] if w["group_size"] else 1
+            lo, hi = (-(1 << (w["bits"] - 1)), (1 << (w["bits"] - 1)) - 1)
+            if w["bits"] <= 4:
+                codes = bytes(((rng.randint(lo, hi) & 15) | ((rng.randint(lo, hi) & 15) << 4)) for _ in range(out * inp // 2))
+                tensors.append((s + ".qweight", "U8", [out, inp // 2], codes))
+            else:
+                tensors.append((s + ".qweight", "I8", [out, inp], bytes(rng.randint(lo, hi) & 255 for _ in range(out * inp))))
+            tensors.append((s + ".scales", "F32", [out, groups], f32s(out * groups)))
+            if not w["symmetric"]:
+                tensors.append((s + ".zeros", "F32", [out, groups], f32s(out * groups, -2, 2)))
+            if a["act_param_sets"]:
+                name = ".loop_act_scale" if q["activations"]["mode"] == "static" else ".loop_act_clip"
+                tensors.append((s + name, "F32", [a["act_param_sets"]], f32s(a["act_param_sets"], 0.5, 1.0)))
+            if a["out_affine_sets"]:
+                n = a["out_affine_sets"] * out
+                tensors.append((s + ".loop_out_scale", "F16", [a["out_affine_sets"], out], struct.pack(f"<{n}e", *[1.0] * n)))
+                tensors.append((s + ".loop_out_bias", "F16", [a["out_affine_sets"], out], struct.pack(f"<{n}e", *[0.0] * n)))
+    tensors.append(("model.norm.weight", "F32", [cfg["hidden_size"]], f32s(cfg["hidden_size"], 0.5, 1.5)))
+    if a["state_sets"]:
+        for name in ("model.loop_state.weight", "model.loop_state.bias"):
+            tensors.append((name, "F32", [a["state_sets"], cfg["hidden_size"]], f32s(a["state_sets"] * cfg["hidden_size"])))
+    return st(tensors, metadata={"format": "pt", "quantization": "loopq"})
+
+
+def qdir(name, q, cfg=mini):
+    put("quantized_dir", name, json.dumps(dict(cfg, quantization_config=q), indent=1).encode() + b"\0" + quantized(cfg, q))
+
+
+qdir("rtn-w4-sym", qconfig())
+qdir("rtn-w4-asym-g4", qconfig(sym=False, group=4))
+qdir("gptq-w8-g2", qconfig("gptq", bits=8, group=2, extra={"gptq": {
+    "percdamp": 0.01, "block_size": 128, "act_order": True, "static_groups": True, "sequential": "layer",
+    "trajectory": False, "loop_weights": []}}))
+qdir("rtn-w3-asym", qconfig(bits=3, sym=False))
+qdir("rtn-w6-sym", qconfig(bits=6))
+qdir("loopq-static-affine-state", qconfig("loopq", a_bits=8, a_mode="static", sets=(2, 2, 2), extra={
+    "loopq": {"components": "ABCD", "weights": "gptq", "smoothing": False, "smoothing_report": None},
+    "selective_rotation": {"groups": ["attn_in", "o_in", "mlp_in", "down_in"],
+                           "rotate": [[True, False, True, False]], "measurements": None},
+    "rotation": {"seed": 7, "residual": "random_hadamard_online_at_q_k_v_gate_up_inputs"}}))
+qdir("learned-static-clip", qconfig("learned-static", a_bits=4, sets=(1, 0, 0),
+                                    extra={"learned_static": {"weights": "rtn"}}))
+# ouro-tiny's real layout (4 layers, 256 wide) as written by `loopq quantize --method rtn
+# --w-asym --group-size 64`, cut after the safetensors header.
+tiny_cfg = json.load(open(os.path.join(model, "config.json")))
+tq = qconfig(sym=False, group=64)
+hdr = {}
+off = 0
+def add(name, dtype, shape):
+    global off
+    n = 1
+    for x in shape:
+        n *= x
+    size = n * {"F32": 4, "U8": 1}[dtype]
+    hdr[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + size]}
+    off += size
+d, F, V = tiny_cfg["hidden_size"], tiny_cfg["intermediate_size"], tiny_cfg["vocab_size"]
+add("model.embed_tokens.weight", "F32", [V, d])
+for l in range(tiny_cfg["num_hidden_layers"]):
+    for n in ("input_layernorm", "input_layernorm_2", "post_attention_layernorm", "post_attention_layernorm_2"):
+        add(f"model.layers.{l}.{n}.weight", "F32", [d])
+    for stem, rows, cols in [("self_attn.q_proj", d, d), ("self_attn.k_proj", d, d), ("self_attn.v_proj", d, d),
+                           ("self_attn.o_proj", d, d), ("mlp.gate_proj", F, d), ("mlp.up_proj", F, d),
+                           ("mlp.down_proj", d, F)]:
+        s = f"model.layers.{l}.{stem}"
+        add(s + ".qweight", "U8", [rows, cols // 2])
+        add(s + ".scales", "F32", [rows, cols // 64])
+        add(s + ".zeros", "F32", [rows, cols // 64])
+add("model.norm.weight", "F32", [d])
+add("lm_head.weight", "F32", [V, d])
+h = json.dumps(dict(hdr, __metadata__={"format": "pt", "quantization": "loopq"})).encode()
+put("quantized_dir", "ouro-tiny-rtn-header-only",
+    json.dumps(dict(tiny_cfg, quantization_config=tq), indent=2).encode() + b"\0" + struct.pack("<Q", len(h)) + h)

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 root=$PWD
 build=$root/build-fuzz
-targets=${FUZZ_TARGETS:-"safetensors hf_config tokenizer_json gpt2 task_jsonl args"}
+targets=${FUZZ_TARGETS:-"safetensors hf_config tokenizer_json gpt2 task_jsonl args quantized_dir"}
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (scripts/install-deps.sh installs clang)" >&2; exit 1; }
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOPQ_FUZZ=ON \

@@ -15,7 +15,9 @@ bash scripts/install-deps.sh
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tests/sanitizer/ubsan.supp}"
 sanitize_flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
-jobs=$(nproc)
+# LOOPQ_JOBS caps build and test parallelism (a shared machine); default: every core.
+jobs=${LOOPQ_JOBS:-$(nproc)}
+test_jobs=$jobs
 mem_gb=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
 # Instrumented torch files need ~2 GB each to compile.
 (( mem_gb / 2 < jobs )) && jobs=$(( mem_gb / 2 > 0 ? mem_gb / 2 : 1 ))
@@ -28,7 +30,7 @@ case "$mode" in
       -DCMAKE_CXX_FLAGS="$sanitize_flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
     cmake --build build-asan -j "$jobs"
     cd build-asan
-    ctest --output-on-failure -j "$(nproc)" --timeout 1800
+    ctest --output-on-failure -j "$test_jobs" --timeout 1800
     ;;
   --sanitize-io)
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
@@ -38,11 +40,11 @@ case "$mode" in
     cd build-asan-io
     # Only test_io is built here; the CLI and reference tests need the full build, and the other
     # gtest binaries (not built) would only show up as *_NOT_BUILT placeholders.
-    ctest --output-on-failure -j "$(nproc)" --timeout 900 -E '^(reference_|cli_)|_NOT_BUILT$'
+    ctest --output-on-failure -j "$test_jobs" --timeout 900 -E '^(reference_|cli_)|_NOT_BUILT$'
     ;;
   "")
     bash scripts/build.sh
-    (cd build && ctest --output-on-failure -j "$(nproc)" --timeout 900)
+    (cd build && ctest --output-on-failure -j "$test_jobs" --timeout 900)
     bash scripts/fuzz.sh "${LOOPQ_FUZZ_SECONDS:-20}"
     bash scripts/test.sh --sanitize-io
     ;;

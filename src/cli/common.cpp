@@ -6,9 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "io/finite.h"
-#include "io/mapped_file.h"
-#include "io/safetensors.h"
 #include "model/model_io.h"
 #include "model/runtime.h"
 #include "util/error.h"
@@ -45,11 +42,9 @@ OuroModel load_model_from_args(const Args& args, bool run) {
   }
   OuroModel model = quant::load_any_model(path, lo, kernels);
   if (run && kernels == quant::Kernels::Reference) model.set_packed_kv(false);  // the whole fake-quant path
-  // A NaN or Inf weight would make every result nan without a word: refuse it, naming the
-  // tensor. Scans the raw bits of the mapped file (pages the load just read).
-  const io::Checkpoint ckpt = io::Checkpoint::open(model_dir_of(args.require("model")));
-  for (const auto& name : ckpt.names()) io::check_finite(ckpt.get(name), ckpt.path() + ": ", /*release=*/true);
-  // Last, so that a bad directory still gets exactly one line: its error.
+  // NaN/Inf weights are refused by the loader, naming the tensor (model_io's fp32 reader and
+  // quant/quantized_layout.h for scales and adaptations). The notice comes after the load, so
+  // that a bad directory still gets exactly one line: its error.
   if (!fallback.empty())
     std::fprintf(stderr, "loopq: note: the packed kernels do not run %s; using the reference (fake-quant) path\n",
                  fallback.c_str());

@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/dtype.h"
+#include "io/finite.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
 #include "util/error.h"
@@ -36,13 +37,16 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// Copies a checkpoint tensor into a new fp32 tensor after checking its shape.
+// Copies a checkpoint tensor into a new fp32 tensor after checking its shape and values.
 at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
                     const std::vector<int64_t>& shape) {
   const io::TensorInfo& info = ckpt.get(name);
   if (info.shape != shape)
     throw Error("tensor '" + name + "' has shape " + shape_str(info.shape) + ", config implies " +
                 shape_str(shape));
+  // A NaN or Inf weight makes every result nan without a word; refuse it here, so every library
+  // caller gets the check. Scans the raw bits in steps, dropping the mapped pages behind it.
+  io::check_finite(info, "", /*release=*/true);
   at::Tensor out = at::empty(shape, at::kFloat);
   const size_t n = static_cast<size_t>(out.numel());
   if (info.dtype != io::DType::F32 && info.dtype != io::DType::F16 && info.dtype != io::DType::BF16 &&

@@ -2,10 +2,44 @@
 
 #include <cctype>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "util/error.h"
 
 namespace loopq::quant {
+namespace {
+
+// nlohmann's get<integer>() converts a JSON float (which a too-long integer literal becomes) with
+// a plain cast: UB past the type's range, silent truncation within it. Integer fields go through
+// here instead and must be JSON integers that fit T.
+template <typename T>
+T to_int(const nlohmann::json& v, const char* field) {
+  bool ok = false;
+  if (v.is_number_unsigned()) {
+    ok = v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max());
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    ok = i < 0 ? std::is_signed_v<T> && i >= int64_t(std::numeric_limits<T>::min())
+               : uint64_t(i) <= uint64_t(std::numeric_limits<T>::max());
+  }
+  if (!ok) throw Error(std::string("quantization_config.") + field + " must be an integer in range, got " + v.dump().substr(0, 40));
+  return v.get<T>();
+}
+
+template <typename T>
+T int_at(const nlohmann::json& obj, const char* key, const char* field) {
+  return to_int<T>(obj.at(key), field);
+}
+
+// Like obj.value(key, fallback), which also throws for a non-object.
+template <typename T>
+T int_or(const nlohmann::json& obj, const char* key, T fallback, const char* field) {
+  if (!obj.is_object() || !obj.contains(key)) return obj.value(key, fallback);
+  return to_int<T>(obj[key], field);
+}
+
+}  // namespace
 
 Method parse_method(const std::string& name) {
   if (name == "rtn") return Method::RTN;
@@ -146,29 +180,29 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
   try {
     if (j.value("quant_method", "") != "loopq")
       throw Error("quantization_config.quant_method is not 'loopq'");
-    if (j.value("format_version", 0) != 1) throw Error("unsupported quantization_config.format_version");
+    if (int_or(j, "format_version", 0, "format_version") != 1) throw Error("unsupported quantization_config.format_version");
     QuantConfig c;
     c.method = parse_method(j.at("method").get<std::string>());
     const auto& w = j.at("weights");
-    c.w_bits = w.at("bits").get<int>();
+    c.w_bits = int_at<int>(w, "bits", "weights.bits");
     c.w_symmetric = w.at("symmetric").get<bool>();
-    c.w_group_size = w.at("group_size").get<int64_t>();
+    c.w_group_size = int_at<int64_t>(w, "group_size", "weights.group_size");
     c.w_clip_search = w.value("mse_clip_search", true);
     const auto& a = j.at("activations");
-    c.act.bits = a.at("bits").get<int>();
+    c.act.bits = int_at<int>(a, "bits", "activations.bits");
     c.act.symmetric = a.at("symmetric").get<bool>();
     c.act.clip = a.at("clip").get<double>();
-    c.act.group_size = a.value("group_size", int64_t(0));
+    c.act.group_size = int_or(a, "group_size", int64_t(0), "activations.group_size");
     const std::string mode = a.value("mode", std::string("dynamic"));
     if (mode != "dynamic" && mode != "static") throw Error("activations.mode must be dynamic or static");
     c.act.static_scale = mode == "static";
-    c.act_samples = a.value("search_rows", int64_t(1024));
+    c.act_samples = int_or(a, "search_rows", int64_t(1024), "activations.search_rows");
     if (j.contains("adaptations")) {
       const auto& ad = j["adaptations"];
-      c.act_param_sets = ad.value("act_param_sets", int64_t(0));
-      c.out_affine_sets = ad.value("out_affine_sets", int64_t(0));
-      c.state_sets = ad.value("state_sets", int64_t(0));
-      c.fit_windows = ad.value("fit_windows", int64_t(8));
+      c.act_param_sets = int_or(ad, "act_param_sets", int64_t(0), "adaptations.act_param_sets");
+      c.out_affine_sets = int_or(ad, "out_affine_sets", int64_t(0), "adaptations.out_affine_sets");
+      c.state_sets = int_or(ad, "state_sets", int64_t(0), "adaptations.state_sets");
+      c.fit_windows = int_or(ad, "fit_windows", int64_t(8), "adaptations.fit_windows");
     }
     if (j.contains("loopq")) {
       const auto& lq = j["loopq"];
@@ -182,12 +216,12 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.loopq.gptq_weights = j["learned_static"].value("weights", std::string("gptq")) == "gptq";
     if (j.contains("optimize")) {
       const auto& o = j["optimize"];
-      c.optimize.steps = o.value("steps", c.optimize.steps);
-      c.optimize.batch = o.value("batch", c.optimize.batch);
-      c.optimize.seqlen = o.value("seqlen", c.optimize.seqlen);
+      c.optimize.steps = int_or(o, "steps", c.optimize.steps, "optimize.steps");
+      c.optimize.batch = int_or(o, "batch", c.optimize.batch, "optimize.batch");
+      c.optimize.seqlen = int_or(o, "seqlen", c.optimize.seqlen, "optimize.seqlen");
       c.optimize.lr = o.value("lr", c.optimize.lr);
       c.optimize.kl_weight = o.value("kl_weight", c.optimize.kl_weight);
-      c.optimize.seed = o.value("seed", c.optimize.seed);
+      c.optimize.seed = int_or(o, "seed", c.optimize.seed, "optimize.seed");
       c.optimize.learn_weight_clipping = o.value("weight_clipping", true);
       c.optimize_report = o.value("report", nlohmann::json());
     }
@@ -200,16 +234,16 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.rotation_report = sr.value("measurements", nlohmann::json());
     }
     const auto& kv = j.at("kv_cache");
-    c.kv.bits = kv.at("bits").get<int>();
+    c.kv.bits = int_at<int>(kv, "bits", "kv_cache.bits");
     c.kv.symmetric = kv.at("symmetric").get<bool>();
-    c.kv.group_size = kv.at("group_size").get<int64_t>();
+    c.kv.group_size = int_at<int64_t>(kv, "group_size", "kv_cache.group_size");
     c.kv.clip = kv.at("clip").get<double>();
     c.kv.rotate_qk = kv.value("qk_head_hadamard", false);
     if (j.contains("smoothquant")) c.smooth_alpha = j["smoothquant"].value("alpha", 0.5);
-    if (j.contains("rotation")) c.rotation_seed = j["rotation"].at("seed").get<uint64_t>();
+    if (j.contains("rotation")) c.rotation_seed = int_at<uint64_t>(j["rotation"], "seed", "rotation.seed");
     if (j.contains("gptq")) {
       c.percdamp = j["gptq"].value("percdamp", 0.01);
-      c.block_size = j["gptq"].value("block_size", int64_t(128));
+      c.block_size = int_or(j["gptq"], "block_size", int64_t(128), "gptq.block_size");
       c.act_order = j["gptq"].value("act_order", true);
       c.sequential = j["gptq"].value("sequential", std::string("layer"));
       c.trajectory_gptq = j["gptq"].value("trajectory", false);
@@ -218,9 +252,9 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
     if (j.contains("calibration")) {
       const auto& cal = j["calibration"];
       c.calib_file = cal.value("file", "");
-      c.nsamples = cal.value("nsamples", int64_t(0));
-      c.seqlen = cal.value("seqlen", int64_t(0));
-      c.calib_seed = cal.value("seed", uint64_t(0));
+      c.nsamples = int_or(cal, "nsamples", int64_t(0), "calibration.nsamples");
+      c.seqlen = int_or(cal, "seqlen", int64_t(0), "calibration.seqlen");
+      c.calib_seed = int_or(cal, "seed", uint64_t(0), "calibration.seed");
     }
     c.quantize_seconds = j.value("quantize_seconds", 0.0);
     return c;

@@ -15,6 +15,7 @@
 #include "quant/calibration.h"
 #include "quant/packed_linear.h"
 #include "quant/ptq.h"
+#include "quant/quantized_layout.h"
 #include "quant/quarot.h"
 #include "util/error.h"
 
@@ -57,11 +58,6 @@ std::vector<std::pair<std::string, const at::Tensor*>> adaptation_tensors(const 
           {".loop_out_scale", &a.out_scale}, {".loop_out_bias", &a.out_bias}};
 }
 
-at::Tensor finite_or_throw(at::Tensor t, const std::string& what) {
-  if (!at::isfinite(t).all().item<bool>()) throw Error(what + " holds NaN or Inf");
-  return t;
-}
-
 }  // namespace
 
 bool is_adaptation_tensor(const std::string& name) {
@@ -91,15 +87,7 @@ FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) 
 bool read_quant_config(const std::string& path, QuantConfig& out) {
   const fs::path cfg = fs::path(model_dir_of(path)) / "config.json";
   if (!fs::exists(cfg)) return false;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text(cfg));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cfg.string() + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object() || !j.contains("quantization_config")) return false;
-  out = QuantConfig::from_json(j["quantization_config"]);
-  return true;
+  return parse_quant_config_text(read_text(cfg), cfg.string(), out);
 }
 
 void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const std::string& dir,
@@ -194,12 +182,16 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   if (packed && options.device != at::Device(at::kCPU)) throw Error("the packed kernels run on the CPU only");
   const std::string dir = model_dir_of(path);
   const LoopLMConfig c = parse_hf_config((fs::path(dir) / "config.json").string());
-  try {
-    qc.validate(c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
-  } catch (const Error& e) {
-    throw Error(dir + ": quantization_config: " + e.what());
-  }
+  check_quant_config(dir, c, qc);
   if (uses_rotation(qc.method)) quarot_check_sizes(c);
+  // Every quantized tensor's dtype, shape and values are checked here, torch-free, so the
+  // loader below only copies.
+  {
+    const io::Checkpoint ckpt = io::Checkpoint::open(dir);
+    check_quantized_tensors(dir, c, quant_layout_of(qc), [&](const std::string& n) -> const io::TensorInfo* {
+      return ckpt.has(n) ? &ckpt.get(n) : nullptr;
+    });
+  }
   const Grid grid{qc.w_bits, qc.w_symmetric};
   LoadOptions lo = options;
   lo.device = at::kCPU;
@@ -209,17 +201,11 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   lo.linear_loader = [&](const LinearLoadRequest& r) -> LinearPtr {
     const int64_t out = r.shape[0], in = r.shape[1];
     const int64_t groups = qc.w_group_size > 0 ? in / qc.w_group_size : 1;
-    if (grid.bits <= 4 && in % 2 != 0) throw Error(dir + ": " + r.stem + ": odd input size cannot hold packed int4");
+    // Dtypes, shapes and values were checked above (check_quantized_tensors): only copies here.
     const at::Tensor raw = grid.bits <= 4 ? r.read_raw(r.stem + ".qweight", "U8", {out, in / 2})
                                           : r.read_raw(r.stem + ".qweight", "I8", {out, in});
     const at::Tensor scale = r.read_raw(r.stem + ".scales", "F32", {out, groups});
-    if (!at::isfinite(scale).all().item<bool>() || (scale <= 0).any().item<bool>())
-      throw Error(dir + ": " + r.stem + ".scales must be finite and positive");
-    at::Tensor zero;
-    if (!grid.symmetric) {
-      zero = r.read_raw(r.stem + ".zeros", "F32", {out, groups});
-      if (!at::isfinite(zero).all().item<bool>()) throw Error(dir + ": " + r.stem + ".zeros must be finite");
-    }
+    const at::Tensor zero = grid.symmetric ? at::Tensor() : r.read_raw(r.stem + ".zeros", "F32", {out, groups});
     const bool rotated = uses_rotation(qc.method) && qc.group_rotated(r.layer, int(input_group_of(r.site)));
     InputRotation rot = rotated ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
     // Adaptations: exactly the ones the config announces, with their announced shapes.
@@ -227,17 +213,11 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
     auto read = [&](const std::string& suffix, int64_t sets, std::vector<int64_t> tail) {
       std::vector<int64_t> shape{sets};
       shape.insert(shape.end(), tail.begin(), tail.end());
-      return finite_or_throw(r.read_f32(r.stem + suffix, shape), dir + ": " + r.stem + suffix);
+      return r.read_f32(r.stem + suffix, shape);
     };
     if (qc.act_param_sets > 0) {
-      if (qc.act.static_scale) {
-        ad.act_scale = read(".loop_act_scale", qc.act_param_sets, {});
-        if ((ad.act_scale <= 0).any().item<bool>()) throw Error(dir + ": " + r.stem + ".loop_act_scale must be positive");
-      } else {
-        ad.act_clip = read(".loop_act_clip", qc.act_param_sets, {});
-        if ((ad.act_clip <= 0).any().item<bool>() || (ad.act_clip > 1).any().item<bool>())
-          throw Error(dir + ": " + r.stem + ".loop_act_clip must be in (0, 1]");
-      }
+      if (qc.act.static_scale) ad.act_scale = read(".loop_act_scale", qc.act_param_sets, {});
+      else ad.act_clip = read(".loop_act_clip", qc.act_param_sets, {});
     }
     if (qc.out_affine_sets > 0) {
       ad.out_scale = read(".loop_out_scale", qc.out_affine_sets, {out});
@@ -254,9 +234,7 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
       if (!owner.second) owner.first->second->share_input_with(*p);
       return p;
     }
-    at::Tensor codes = (grid.bits <= 4 ? unpack_int4(raw) : raw).to(at::kFloat) - double(code_offset(grid));
-    if (codes.min().item<double>() < double(grid.qmin()) || codes.max().item<double>() > double(grid.qmax()))
-      throw Error(dir + ": " + r.stem + ".qweight holds codes outside the " + std::to_string(grid.bits) + "-bit grid");
+    const at::Tensor codes = (grid.bits <= 4 ? unpack_int4(raw) : raw).to(at::kFloat) - double(code_offset(grid));
     QuantizedWeight qw;
     qw.grid = grid;
     qw.group_size = qc.w_group_size;
@@ -270,14 +248,9 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   const int64_t d = c.hidden_size;
   if (qc.state_sets > 0)
     lo.extra_loader = [&](OuroWeights& w, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>& take) {
-      w.state_weight = finite_or_throw(take(kStateWeight, {qc.state_sets, d}), dir + ": " + kStateWeight);
-      w.state_bias = finite_or_throw(take(kStateBias, {qc.state_sets, d}), dir + ": " + kStateBias);
+      w.state_weight = take(kStateWeight, {qc.state_sets, d});
+      w.state_bias = take(kStateBias, {qc.state_sets, d});
     };
-  if (!qc.rotate_groups.empty() && int64_t(qc.rotate_groups.size()) != c.num_layers)
-    throw Error(dir + ": quantization_config: selective_rotation has " + std::to_string(qc.rotate_groups.size()) +
-                " layers, the model " + std::to_string(c.num_layers));
-  if (qc.act.static_scale && qc.act.enabled() && qc.act_param_sets == 0)
-    throw Error(dir + ": quantization_config: static activations but no stored scales (adaptations.act_param_sets is 0)");
   OuroModel model = load_model(dir, lo);
   // The per-linear read buffers are freed; hand the heap's free pages back, so what stays
   // resident is the packed model.

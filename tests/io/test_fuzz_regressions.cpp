@@ -4,8 +4,11 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "io/hf_config.h"
+#include "quant/quant_config.h"
 #include "io/tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -46,4 +49,34 @@ TEST(FuzzRegression, UnkTokenMissingFromVocab) {
                                       "merges": []}})";
   expect_loopq_error([&] { loopq::tok::Tokenizer::from_json_text(j, "t.json"); },
                      "unk_token '<unk>' is not in the vocab");
+}
+
+// fuzz_quantized_dir crash-4c000da8: an integer field written as a number too large for int64
+// ("group_size": 1255...58, which JSON parsers hold as a double) was cast to int64 by
+// nlohmann's get<int64_t>() (UB; UBSan: "outside the range of representable values"). Integer
+// fields of the quantization_config must be JSON integers that fit.
+TEST(FuzzRegression, QuantConfigFloatInIntegerField) {
+  loopq::quant::QuantConfig qc;
+  loopq::quant::QuantConfig w;
+  nlohmann::json good = w.to_json();
+  ASSERT_NO_THROW(qc = loopq::quant::QuantConfig::from_json(good));
+  const std::vector<std::pair<std::vector<std::string>, nlohmann::json>> edits = {
+      {{"kv_cache", "group_size"}, nlohmann::json::parse("1255555555555555555555555555555558")},
+      {{"kv_cache", "bits"}, 1e300},
+      {{"weights", "bits"}, 4.5},
+      {{"weights", "group_size"}, -1e30},
+      {{"adaptations", "state_sets"}, 1e20},
+      {{"calibration", "seed"}, 1e40},
+      {{"rotation", "seed"}, -3},
+      {{"format_version"}, 1e300},
+      {{"weights", "bits"}, int64_t(1) << 40},
+  };
+  for (const auto& [path, value] : edits) {
+    nlohmann::json j = good;
+    if (path[0] == "rotation") j["rotation"] = {{"seed", 0}};
+    nlohmann::json* at = &j;
+    for (const auto& key : path) at = &(*at)[key];
+    *at = value;
+    expect_loopq_error([&] { loopq::quant::QuantConfig::from_json(j); }, path.back());
+  }
 }

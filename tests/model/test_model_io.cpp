@@ -1,6 +1,7 @@
 // Checkpoint directories: save/load round trip and every structural mismatch as a clear error.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -118,6 +119,37 @@ TEST(ModelIO, StructuralErrorsNameTheProblem) {
   fs::remove(fs::path(dir) / "config.json");
   expect_error(dir, "no config.json");
   expect_error(temp_dir("nonexistent"), "not a model directory");
+}
+
+// Library callers of load_model (not only the CLI) get NaN/Inf weights refused, naming the
+// tensor and element (io::check_finite covers each float dtype, tests/io/test_finite.cpp).
+TEST(ModelIO, NonFiniteWeightsAreRefused) {
+  OuroModel m = loopq::testing::tiny_model(34);
+  std::string dir = temp_dir("nan");
+  save_model(m, dir, "F32");
+  rewrite(dir, [](auto& ts) {
+    for (auto& p : ts)
+      if (p.first == "model.layers.1.self_attn.o_proj.weight") p.second.view({-1})[7] = NAN;
+  });
+  try {
+    load_model(dir);
+    ADD_FAILURE() << "NaN weight loaded";
+  } catch (const loopq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'model.layers.1.self_attn.o_proj.weight' has NaN at element 7"),
+              std::string::npos) << e.what();
+  }
+  dir = temp_dir("inf");
+  save_model(m, dir, "F32");
+  rewrite(dir, [](auto& ts) {
+    for (auto& p : ts)
+      if (p.first == "model.norm.weight") p.second[0] = -INFINITY;
+  });
+  try {
+    load_model(dir);
+    ADD_FAILURE() << "Inf weight loaded";
+  } catch (const loopq::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'model.norm.weight' has Inf at element 0"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ModelIO, TiedEmbeddingsNeedNoLmHead) {
