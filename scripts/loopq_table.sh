@@ -30,6 +30,9 @@ ROWS=${ROWS:-$ALL_ROWS}
 CONFIGS=${CONFIGS:-"w4a4 w4a4kv4 w4a8 w4a16"}
 MODES=${MODES:-"dynamic static"}
 THREADS=${THREADS:-0}
+# The tables are fake-quant numbers (the reference path; RESULTS "Packed runtime" measures
+# how far the packed kernels move them). KERNELS=packed evaluates on the kernels instead.
+KERNELS=${KERNELS:-reference}
 DIAGNOSE_ALL=${DIAGNOSE_ALL:-0}  # 1: per-loop diagnostics JSON for every row, not only the figure's
 OPT_STEPS=${OPT_STEPS:-60}
 OPT_LR=${OPT_LR:-2e-3}
@@ -75,15 +78,15 @@ evaluate() {  # name model_dir config
   [[ $TASK_LIMIT != 0 ]] && task_flags=(--limit "$TASK_LIMIT")
   # shellcheck disable=SC2046
   [[ -f $OUT/$name.corpus.json ]] || "$LOOPQ" eval ppl --model "$dir" --file "$DATA/corpus/test.txt" \
-      --seqlen 512 $(ppl_flags corpus "$config") --threads "$THREADS" --json "$OUT/$name.corpus.json" >/dev/null
+      --seqlen 512 $(ppl_flags corpus "$config") --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.corpus.json" >/dev/null
   # shellcheck disable=SC2046
   [[ -f $OUT/$name.wikitext2.json ]] || "$LOOPQ" eval ppl --model "$dir" --file "$DATA/text/wikitext2-test.txt" \
-      --seqlen 512 $(ppl_flags other "$config") --threads "$THREADS" --json "$OUT/$name.wikitext2.json" >/dev/null
+      --seqlen 512 $(ppl_flags other "$config") --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.wikitext2.json" >/dev/null
   # shellcheck disable=SC2046
   [[ -f $OUT/$name.heldout.json ]] || "$LOOPQ" eval ppl --model "$dir" --file "$DATA/text/tiny-shakespeare.txt" \
-      --seqlen 512 $(ppl_flags other "$config") --threads "$THREADS" --json "$OUT/$name.heldout.json" >/dev/null
+      --seqlen 512 $(ppl_flags other "$config") --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.heldout.json" >/dev/null
   [[ -f $OUT/$name.tasks.json ]] || "$LOOPQ" eval tasks --model "$dir" --tasks-dir "$DATA/tasks" --tasks all \
-      "${task_flags[@]}" --threads "$THREADS" --json "$OUT/$name.tasks.json" >/dev/null
+      "${task_flags[@]}" --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.tasks.json" >/dev/null
   echo "done: $name"
 }
 

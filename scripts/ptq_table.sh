@@ -22,6 +22,9 @@ SQ_ALPHA=${SQ_ALPHA:-0.5}
 METHODS=${METHODS:-"rtn smoothquant gptq quarot-rtn quarot-gptq"}
 CONFIGS=${CONFIGS:-"w8a8 w4a16 w4a8 w4a4 w4a4kv4"}
 THREADS=${THREADS:-0}
+# The tables are fake-quant numbers (the reference path; RESULTS "Packed runtime" measures
+# how far the packed kernels move them). KERNELS=packed evaluates on the kernels instead.
+KERNELS=${KERNELS:-reference}
 LOOPQ=${LOOPQ:-build/loopq}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/loopq-ptq.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -46,11 +49,11 @@ task_flags=()
 evaluate() {  # name model_dir
   local name=$1 dir=$2
   [[ -f $OUT/$name.corpus.json ]] || "$LOOPQ" eval ppl --model "$dir" --file "$DATA/corpus/test.txt" \
-      --seqlen 512 "${limit_flags[@]}" --threads "$THREADS" --json "$OUT/$name.corpus.json" >/dev/null
+      --seqlen 512 "${limit_flags[@]}" --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.corpus.json" >/dev/null
   [[ -f $OUT/$name.wikitext2.json ]] || "$LOOPQ" eval ppl --model "$dir" --file "$DATA/text/wikitext2-test.txt" \
-      --seqlen 512 "${limit_flags[@]}" --threads "$THREADS" --json "$OUT/$name.wikitext2.json" >/dev/null
+      --seqlen 512 "${limit_flags[@]}" --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.wikitext2.json" >/dev/null
   [[ -f $OUT/$name.tasks.json ]] || "$LOOPQ" eval tasks --model "$dir" --tasks-dir "$DATA/tasks" --tasks all \
-      "${task_flags[@]}" --threads "$THREADS" --json "$OUT/$name.tasks.json" >/dev/null
+      "${task_flags[@]}" --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/$name.tasks.json" >/dev/null
   echo "done: $name"
 }
 

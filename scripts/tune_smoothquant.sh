@@ -27,7 +27,7 @@ for config in $CONFIGS; do
     build/loopq quantize --model "$MODEL" --method smoothquant $flags --alpha "$alpha" \
       --calib "$DATA/corpus/train.txt" --nsamples 32 --seqlen 512 --threads "$THREADS" -o "$WORK/$name" >/dev/null 2>&1
     build/loopq eval ppl --model "$WORK/$name" --file "$DATA/corpus/valid.txt" --seqlen 512 \
-      --nsamples "$PPL_WINDOWS" --no-per-loop --threads "$THREADS" --json "$OUT/$name.valid.json" >/dev/null 2>&1
+      --nsamples "$PPL_WINDOWS" --no-per-loop --threads "$THREADS" --kernels reference --json "$OUT/$name.valid.json" >/dev/null 2>&1
     rm -rf "${WORK:?}/$name"
   done
 done
