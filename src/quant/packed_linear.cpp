@@ -157,6 +157,7 @@ kernels::ActParams PackedLinear::act_params(int loop) const {
   a.bits = act_.bits;
   const size_t t = size_t(std::max(loop, 0));
   if (act_.static_scale) {
+    if (act_scale_.empty()) throw Error("PackedLinear: static activation quantization without a calibrated scale");
     a.dynamic = false;
     a.static_scale = act_scale_[std::min(t, act_scale_.size() - 1)];
   } else {

@@ -129,6 +129,10 @@ TEST(PackedLinear, PerLoopAffineAndErrors) {
   ActQuant asym = act;
   asym.symmetric = false;
   EXPECT_THROW(PackedLinear(qw, asym, InputRotation{}), Error);
+  ActQuant stat = act;  // static activations need their calibrated scales first
+  stat.static_scale = true;
+  const PackedLinear no_scales(qw, stat, InputRotation{}, at::Tensor(), 1);
+  EXPECT_THROW(no_scales.forward(x, 0), Error);
   QuantizedWeight q3 = rtn_quantize(w, Grid{3, true}, 0, false);
   EXPECT_THROW(PackedLinear(q3, act, InputRotation{}), Error);
   EXPECT_EQ(p.kind(), "packed_w4a8");
