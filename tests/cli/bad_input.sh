@@ -21,6 +21,12 @@ expect_ok generate generate --model "$tmp/m" --ids 1,2 --max-new-tokens 3 --stop
 # Command line.
 expect_error no-command bogus
 expect_error unknown-flag forward --model "$tmp/m" --ids 1 --bogus 3
+expect_error bench-model-no-model --match "--model" bench model
+expect_error bench-model-loops --match "--loops" bench model --model "$tmp/m" --loops 0
+expect_error bench-model-kernels --match "unknown --kernels" bench model --model "$tmp/m" --kernels fast
+expect_error bench-model-json-dir --match "does not exist" bench model --model "$tmp/m" --json "$tmp/nodir/b.json"
+expect_error bench-model-positions --match "positions" bench model --model "$tmp/m" --prefill 1000000
+expect_error bench-unknown --match "bench kernels" bench fast
 expect_error missing-value forward --model "$tmp/m" --ids
 expect_error no-input forward --model "$tmp/m"
 expect_error both-inputs forward --model "$tmp/m" --ids 1 --text hi

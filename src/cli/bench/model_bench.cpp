@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -80,7 +81,7 @@ int bench_model(int argc, char** argv) {
   const int repeats = int(args.get_int("repeats", 3, 1, 1000));
   const int64_t bw_bytes = args.get_int("bw-mib", 1024, 64, 1 << 16) << 20;
   const std::vector<long long> loop_list = parse_int_list(args.get("loops", "1,4"), "--loops");
-  if (args.has("json")) check_output_path(args.get("json"), "--json");
+  if (args.has("json")) check_output_path(args.get("json"), "json");
   at::NoGradGuard no_grad;
 
   const auto t0 = Clock::now();
@@ -108,7 +109,9 @@ int bench_model(int argc, char** argv) {
   std::printf("model %s: %s linears, %.1f MB backbone, %.1f MB head; load %.2f s; threads %d; kernel path %s\n",
               args.require("model").c_str(), kind.c_str(), backbone / 1e6, head / 1e6, load_s, threads,
               kernels::path_name(kernels::active_path()));
-  std::printf("CPU: %s\n", kernels::cpu_description().c_str());
+  const std::string blas = openblas_core();
+  std::printf("CPU: %s; fp32 BLAS: OpenBLAS %s kernels%s\n", kernels::cpu_description().c_str(),
+              blas.empty() ? "(not OpenBLAS)" : blas.c_str(), std::getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
 
   at::Generator gen = at::detail::createCPUGenerator(0);
   const at::Tensor ids = at::randint(0, c.vocab_size, {1, prefill + decode}, gen, at::kLong);
