@@ -96,12 +96,6 @@ void PackedLinear::check_setup(const at::Tensor& bias) {
     throw Error("PackedLinear: head rotation does not match in_features");
 }
 
-std::shared_ptr<PackedLinear> PackedLinear::from(const QuantLinear& q, int threads) {
-  auto p = std::make_shared<PackedLinear>(q.weight(), q.act(), q.rotation(), q.bias(), threads);
-  p->set_adaptation(q.adaptation());
-  return p;
-}
-
 void PackedLinear::set_adaptation(const SiteAdaptation& a) {
   act_scale_ = floats_of(a.act_scale);
   act_clip_ = floats_of(a.act_clip);

@@ -35,9 +35,6 @@ class PackedLinear final : public LinearOp {
   PackedLinear(kernels::PackedWeight packed, ActQuant act, InputRotation rotation, at::Tensor bias = {},
                int threads = 0);
 
-  // The packed equivalent of a fake-quant linear: its codes, activation spec, rotation, bias and
-  // per-loop adaptations. Throws loopq::Error when the kernels cannot run it (see why_unsupported).
-  static std::shared_ptr<PackedLinear> from(const QuantLinear& q, int threads = 0);
   // Empty when PackedLinear can run weights of `weight_bits`/`group_size` under `act`; else the
   // reason, for a one-line notice.
   static std::string why_unsupported(int weight_bits, int64_t group_size, const ActQuant& act);

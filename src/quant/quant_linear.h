@@ -82,7 +82,6 @@ class QuantLinear final : public LinearOp {
   const ActQuant& act() const { return act_; }
   void set_act(const ActQuant& act) { act_ = act; }
   const InputRotation& rotation() const { return rotation_; }
-  const at::Tensor& bias() const { return bias_; }
   const SiteAdaptation& adaptation() const { return adapt_; }
   SiteAdaptation& adaptation() { return adapt_; }
 
