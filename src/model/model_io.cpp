@@ -73,6 +73,40 @@ at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
   return out;
 }
 
+// A bf16 copy of a checkpoint tensor when that changes no value (BF16 in the file, or F32 whose
+// low 16 bits are all zero); an undefined tensor otherwise. Shape and values are checked first.
+at::Tensor read_exact_bf16(const io::Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& shape) {
+  const io::TensorInfo& info = ckpt.get(name);
+  if (info.shape != shape)
+    throw Error("tensor '" + name + "' has shape " + shape_str(info.shape) + ", config implies " +
+                shape_str(shape));
+  if (info.dtype != io::DType::BF16 && info.dtype != io::DType::F32) return {};
+  io::check_finite(info, "", /*release=*/true);
+  at::Tensor out = at::empty(shape, at::kBFloat16);
+  uint16_t* dst = static_cast<uint16_t*>(out.data_ptr());
+  const size_t n = static_cast<size_t>(out.numel()), esize = io::dtype_size(info.dtype);
+  constexpr size_t kStep = size_t(1) << 22;  // elements
+  for (size_t off = 0; off < n; off += kStep) {
+    const size_t len = std::min(kStep, n - off);
+    const uint8_t* src = info.data + off * esize;
+    if (info.dtype == io::DType::BF16) {
+      std::memcpy(dst + off, src, len * 2);
+    } else {
+      for (size_t i = 0; i < len; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, src + 4 * i, 4);
+        if (bits & 0xFFFFu) {
+          io::release_pages(src, len * esize);
+          return {};
+        }
+        dst[off + i] = uint16_t(bits >> 16);
+      }
+    }
+    io::release_pages(src, len * esize);
+  }
+  return out;
+}
+
 // Copies a tensor's bytes after checking its dtype and shape exactly (packed integer weights).
 at::Tensor read_raw(const io::Checkpoint& ckpt, const std::string& name, const std::string& dtype,
                     const std::vector<int64_t>& shape, const std::string& dir) {
@@ -108,6 +142,8 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
   io::Checkpoint ckpt = io::Checkpoint::open(dir);
 
   const int64_t V = cfg.vocab_size, d = cfg.hidden_size, F = cfg.intermediate_size;
+  if (options.compact_vocab && !options.head_factory)
+    throw Error("load_model: compact_vocab needs a head_factory (DenseLinear computes in fp32)");
   std::set<std::string> expected;
   auto take = [&](const std::string& name, const std::vector<int64_t>& shape) {
     expected.insert(name);
@@ -119,8 +155,28 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
     }
   };
 
+  // The embedding and LM head: bf16 under compact_vocab when exact, else fp32.
+  auto take_vocab = [&](const std::string& name) {
+    if (options.compact_vocab && ckpt.has(name)) {
+      try {
+        at::Tensor t = read_exact_bf16(ckpt, name, {V, d});
+        if (t.defined()) {
+          expected.insert(name);
+          return t;
+        }
+      } catch (const Error& e) {
+        throw Error(dir + ": " + e.what());
+      }
+    }
+    return take(name, {V, d});
+  };
+  auto make_head = [&](at::Tensor weight) -> LinearPtr {
+    if (options.head_factory) return options.head_factory(std::move(weight));
+    return std::make_shared<DenseLinear>(std::move(weight));
+  };
+
   OuroWeights w;
-  w.embed = take("model.embed_tokens.weight", {V, d});
+  w.embed = take_vocab("model.embed_tokens.weight");
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     LayerWeights L;
     at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
@@ -156,10 +212,10 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
     w.exit_gate_bias = take("model.early_exit_gate.bias", {1});
   }
   if (ckpt.has("lm_head.weight") && !cfg.tie_word_embeddings) {
-    w.lm_head = std::make_shared<DenseLinear>(take("lm_head.weight", {V, d}));
+    w.lm_head = make_head(take_vocab("lm_head.weight"));
   } else if (cfg.tie_word_embeddings) {
     if (ckpt.has("lm_head.weight")) expected.insert("lm_head.weight");  // tied copy, ignored
-    w.lm_head = std::make_shared<DenseLinear>(w.embed);
+    w.lm_head = make_head(w.embed);
   } else {
     throw Error(dir + ": missing tensor 'lm_head.weight' (tie_word_embeddings is false)");
   }

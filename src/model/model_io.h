@@ -37,6 +37,12 @@ struct LoadOptions {
   // fp32 reader, which also marks them as expected.
   std::function<void(OuroWeights&, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>&)>
       extra_loader;
+  // Keeps the embedding and the LM head in bf16 when every value is exactly a bf16 (a bf16
+  // checkpoint, or fp32 holding bf16 values), else in fp32: half their memory, no value changed.
+  // Needs head_factory, since DenseLinear computes in fp32 only.
+  bool compact_vocab = false;
+  // Makes the LM head from its weight; unset: DenseLinear.
+  std::function<LinearPtr(at::Tensor weight)> head_factory;
 };
 
 // Loads a model directory. Throws loopq::Error naming the missing/unknown/misshapen tensor.

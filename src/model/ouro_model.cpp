@@ -232,6 +232,7 @@ ForwardResult OuroModel::forward(const at::Tensor& ids, const ForwardOptions& op
 
   ForwardResult r;
   at::Tensor x = weights_.embed.index_select(0, ids_dev.reshape({-1})).view({B, S, -1});
+  if (x.scalar_type() != at::kFloat) x = x.to(at::kFloat);  // a bf16 embedding (exact widening)
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t l = 0; l < config_.num_layers; ++l) {
       if (opt.hooks) opt.hooks->on_layer_input(int(t), int(l), x);

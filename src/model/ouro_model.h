@@ -29,7 +29,7 @@ struct LayerWeights {
 };
 
 struct OuroWeights {
-  at::Tensor embed;                    // [V, d]
+  at::Tensor embed;                    // [V, d] fp32 (bf16 on the packed runtime when exact)
   std::vector<LayerWeights> layers;    // N
   at::Tensor final_norm;               // model.norm, applied after every loop
   LinearPtr lm_head;                   // [V, d]

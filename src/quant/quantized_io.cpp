@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "kernels/cpu/kernels.h"
 #include "quant/calibration.h"
+#include "quant/packed_dense_linear.h"
 #include "quant/packed_linear.h"
 #include "quant/ptq.h"
 #include "quant/quantized_layout.h"
@@ -79,7 +80,8 @@ FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) 
   }
   const int64_t state = q.state_sets * d * 4 * 2;
   b.adaptation += state;
-  b.model += state + V * d * 4 /*embed*/ + (c.tie_word_embeddings ? 0 : V * d * 4) + d * 4 /*norm*/ +
+  // The embedding and head of a bf16-born model are stored in bf16 (save_quantized_model).
+  b.model += state + V * d * 2 /*embed*/ + (c.tie_word_embeddings ? 0 : V * d * 2) + d * 4 /*norm*/ +
              c.num_layers * 4 * d * 4 /*layer norms*/;
   return b;
 }
@@ -105,7 +107,14 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
     const LoopLMConfig& c = model.config();
     const OuroWeights& w = model.weights();
     Owned o;
-    o.add("model.embed_tokens.weight", w.embed.to(at::kFloat), io::DType::F32);
+    // The embedding and head stay FP: bf16 when that is exact (a bf16-born model), else fp32.
+    auto add_vocab = [&o](const std::string& name, const at::Tensor& t) {
+      const at::Tensor f = t.to(at::kFloat);
+      const at::Tensor h = f.to(at::kBFloat16);
+      if (h.to(at::kFloat).equal(f)) o.add(name, h, io::DType::BF16);
+      else o.add(name, f, io::DType::F32);
+    };
+    add_vocab("model.embed_tokens.weight", w.embed);
     const char* norm_names[] = {"input_layernorm", "input_layernorm_2", "post_attention_layernorm",
                                 "post_attention_layernorm_2"};
     for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -142,7 +151,7 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
       o.add("model.early_exit_gate.weight", w.exit_gate_weight.to(at::kFloat), io::DType::F32);
       o.add("model.early_exit_gate.bias", w.exit_gate_bias.to(at::kFloat), io::DType::F32);
     }
-    if (!c.tie_word_embeddings) o.add("lm_head.weight", w.lm_head->dense_weight().to(at::kFloat), io::DType::F32);
+    if (!c.tie_word_embeddings) add_vocab("lm_head.weight", w.lm_head->dense_weight());
     io::write_safetensors((tmp / "model.safetensors").string(), o.out, {{"format", "pt"}, {"quantization", "loopq"}});
 
     LoopLMConfig saved = c;
@@ -195,6 +204,12 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   const Grid grid{qc.w_bits, qc.w_symmetric};
   LoadOptions lo = options;
   lo.device = at::kCPU;
+  if (packed) {
+    // The embedding and head in bf16 where that is exact (any bf16-born model), and the head on
+    // the dense decode kernel instead of a one-row BLAS call that re-packs it every token.
+    lo.compact_vocab = true;
+    lo.head_factory = [](at::Tensor weight) -> LinearPtr { return std::make_shared<PackedDenseLinear>(std::move(weight)); };
+  }
   // The first packed linear of each (layer, input): the others of that input share its
   // quantized activations.
   std::map<std::pair<int64_t, int>, std::shared_ptr<PackedLinear>> input_owner;
@@ -232,6 +247,9 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
       p->set_adaptation(ad);
       auto owner = input_owner.emplace(std::make_pair(r.layer, int(input_group_of(r.site))), p);
       if (!owner.second) owner.first->second->share_input_with(*p);
+      // The freed read buffers stay in the heap otherwise, and would add up to a few hundred MB
+      // of peak RSS by the last layer: hand them back after each layer.
+      if (r.site == LinearSite::Down) ::malloc_trim(0);
       return p;
     }
     const at::Tensor codes = (grid.bits <= 4 ? unpack_int4(raw) : raw).to(at::kFloat) - double(code_offset(grid));

@@ -116,4 +116,12 @@ struct LogicalWeight {
   int64_t groups() const { return in / group(); }
 };
 
+// A dense weight [out][in], row-major, fp32 or bf16 (the LM head): read in place, the caller
+// owns the storage. bf16 values are widened to fp32 exactly (a 16-bit shift).
+struct DenseWeight {
+  const void* data = nullptr;
+  bool bf16 = false;
+  int64_t out = 0, in = 0;
+};
+
 }  // namespace loopq::kernels

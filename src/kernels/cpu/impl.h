@@ -32,6 +32,21 @@ void gemv_avx512(const Job&, int64_t, int64_t, int64_t, int64_t);
 void gemm_avx2(const Job&, int64_t, int64_t, int64_t, int64_t);
 void gemm_avx512(const Job&, int64_t, int64_t, int64_t, int64_t);
 
+// One dense matmul call (dense_linear): rows (1-4) of fp32 x times a DenseWeight.
+struct DenseJob {
+  const DenseWeight* w = nullptr;
+  const float* x = nullptr;
+  int64_t ldx = 0;
+  int64_t rows = 0;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+// Every row of the job times output rows [o0, o1) of the weight.
+using DenseFn = void (*)(const DenseJob&, int64_t o0, int64_t o1);
+void dense_scalar(const DenseJob&, int64_t, int64_t);
+void dense_avx2(const DenseJob&, int64_t, int64_t);
+void dense_avx512(const DenseJob&, int64_t, int64_t);
+
 // The epilogue of format.h for one value, in the operation order every path uses (the kernel
 // files are compiled with -ffp-contract=off, so vector paths round like this one).
 inline float epilogue(float acc, float xscale, const Epilogue& ep, int64_t o) {

@@ -38,6 +38,13 @@ void linear(const PackedWeight& w, const QuantAct& x, const Epilogue& ep, float*
 void linear_f32(const PackedWeight& w, const float* x, int64_t rows, int64_t ldx, const ActParams& a,
                 const Epilogue& ep, float* y, int64_t ldy, int threads, QuantAct& scratch);
 
+// ---- dense fp32 / bf16 matmul for decode (dense_linear.cpp) ---------------------------------
+// y[r][o] = sum_k x[r][k] * w[o][k], accumulated in fp32 (the LM head of a quantized model, whose
+// fp32 BLAS path on one row re-packs the whole matrix per call). Meant for 1-4 rows; more rows
+// run in blocks of 4, each streaming the whole weight (prefill should use a BLAS GEMM).
+void dense_linear(const DenseWeight& w, const float* x, int64_t rows, int64_t ldx, float* y,
+                  int64_t ldy, int threads);
+
 // ---- reference (reference.cpp) -------------------------------------------------------------
 // Plain loops over logical codes: int32 group sums of (code - zero) * q, then the epilogue in
 // the same fp32 operation order as the kernels.
