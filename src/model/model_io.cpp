@@ -75,13 +75,20 @@ at::Tensor read_f32(const io::Checkpoint& ckpt, const std::string& name,
 
 // A bf16 copy of a checkpoint tensor when that changes no value (BF16 in the file, or F32 whose
 // low 16 bits are all zero); an undefined tensor otherwise. Shape and values are checked first.
-at::Tensor read_exact_bf16(const io::Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& shape) {
+// map: a BF16 tensor at an aligned offset is not copied but read from the file mapping (kept
+// alive by the tensor), so only the pages actually read become resident: an embedding, whose
+// rows are read a token at a time.
+at::Tensor read_exact_bf16(const io::Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& shape,
+                           bool map) {
   const io::TensorInfo& info = ckpt.get(name);
   if (info.shape != shape)
     throw Error("tensor '" + name + "' has shape " + shape_str(info.shape) + ", config implies " +
                 shape_str(shape));
   if (info.dtype != io::DType::BF16 && info.dtype != io::DType::F32) return {};
   io::check_finite(info, "", /*release=*/true);
+  if (map && info.dtype == io::DType::BF16 && reinterpret_cast<uintptr_t>(info.data) % 2 == 0)
+    return at::from_blob(const_cast<uint8_t*>(info.data), shape, [keep = ckpt](void*) {},
+                         at::TensorOptions().dtype(at::kBFloat16));
   at::Tensor out = at::empty(shape, at::kBFloat16);
   uint16_t* dst = static_cast<uint16_t*>(out.data_ptr());
   const size_t n = static_cast<size_t>(out.numel()), esize = io::dtype_size(info.dtype);
@@ -156,10 +163,10 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
   };
 
   // The embedding and LM head: bf16 under compact_vocab when exact, else fp32.
-  auto take_vocab = [&](const std::string& name) {
+  auto take_vocab = [&](const std::string& name, bool map) {
     if (options.compact_vocab && ckpt.has(name)) {
       try {
-        at::Tensor t = read_exact_bf16(ckpt, name, {V, d});
+        at::Tensor t = read_exact_bf16(ckpt, name, {V, d}, map);
         if (t.defined()) {
           expected.insert(name);
           return t;
@@ -176,7 +183,8 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
   };
 
   OuroWeights w;
-  w.embed = take_vocab("model.embed_tokens.weight");
+  // A tied embedding is also the head, which reads every row each token: copy it.
+  w.embed = take_vocab("model.embed_tokens.weight", /*map=*/!cfg.tie_word_embeddings);
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     LayerWeights L;
     at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
@@ -212,7 +220,7 @@ OuroModel load_model(const std::string& path, const LoadOptions& options) {
     w.exit_gate_bias = take("model.early_exit_gate.bias", {1});
   }
   if (ckpt.has("lm_head.weight") && !cfg.tie_word_embeddings) {
-    w.lm_head = make_head(take_vocab("lm_head.weight"));
+    w.lm_head = make_head(take_vocab("lm_head.weight", /*map=*/false));
   } else if (cfg.tie_word_embeddings) {
     if (ckpt.has("lm_head.weight")) expected.insert("lm_head.weight");  // tied copy, ignored
     w.lm_head = make_head(w.embed);

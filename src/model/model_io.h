@@ -39,7 +39,8 @@ struct LoadOptions {
       extra_loader;
   // Keeps the embedding and the LM head in bf16 when every value is exactly a bf16 (a bf16
   // checkpoint, or fp32 holding bf16 values), else in fp32: half their memory, no value changed.
-  // Needs head_factory, since DenseLinear computes in fp32 only.
+  // An untied BF16 embedding is read from the file mapping (read-only; resident only where rows
+  // are read). Needs head_factory, since DenseLinear computes in fp32 only.
   bool compact_vocab = false;
   // Makes the LM head from its weight; unset: DenseLinear.
   std::function<LinearPtr(at::Tensor weight)> head_factory;

@@ -1,8 +1,8 @@
 #pragma once
 // Quantized model directories: config.json with a `quantization_config` block, model.safetensors
 // with packed integer weights (int4: two per byte, even column in the low nibble; 5-8 bits: int8),
-// fp32 scales (and zeros for asymmetric grids) per row or group, FP embeddings/norms/lm_head/gate,
-// and the tokenizer. Rotations are rebuilt from the recorded seed.
+// fp32 scales (and zeros for asymmetric grids) per row or group, FP embeddings/norms/lm_head/gate
+// (embedding and head in bf16 when that is exact, else fp32), and the tokenizer. Rotations are rebuilt from the recorded seed.
 #include <string>
 
 #include "model/model_io.h"
