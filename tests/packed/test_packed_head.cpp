@@ -5,7 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "../model/test_helpers.h"
@@ -99,6 +102,40 @@ TEST(PackedHead, Bf16BornModelKeepsBf16EmbeddingAndHead) {
   go.stop_ids = {};
   const std::vector<int64_t> prompt = {3, 14, 15, 9};
   EXPECT_EQ(generate(packed, prompt, go), generate(ref, prompt, go));
+  fs::remove_all(dir);
+}
+
+// A NaN in a BF16 embedding (mapped, not copied) is still refused, naming the tensor, on both paths.
+TEST(PackedHead, NanInBf16EmbeddingIsNamed) {
+  OuroModel m = loopq::testing::tiny_model(33);
+  {
+    at::NoGradGuard g;
+    m.weights().embed.copy_(m.weights().embed.to(at::kBFloat16).to(at::kFloat));
+  }
+  const fs::path dir = save_quantized(m, "nan");
+  const std::string file = (dir / "model.safetensors").string();
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t n = 0;
+    f.read(reinterpret_cast<char*>(&n), 8);
+    std::string header(size_t(n), '\0');
+    f.read(header.data(), std::streamsize(n));
+    const auto j = nlohmann::json::parse(header);
+    const auto& e = j.at("model.embed_tokens.weight");
+    ASSERT_EQ(e.at("dtype"), "BF16");
+    const uint64_t at = 8 + n + e.at("data_offsets")[0].get<uint64_t>() + 2 * 37;  // element 37
+    const uint16_t nan = 0x7FC0;
+    f.seekp(std::streamoff(at));
+    f.write(reinterpret_cast<const char*>(&nan), 2);
+  }
+  for (const Kernels k : {Kernels::Packed, Kernels::Reference}) {
+    try {
+      load_any_model(dir.string(), {}, k);
+      ADD_FAILURE() << "a NaN embedding loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model.embed_tokens.weight"), std::string::npos) << e.what();
+    }
+  }
   fs::remove_all(dir);
 }
 
