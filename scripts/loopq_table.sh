@@ -13,7 +13,9 @@
 # test windows for the W4A4 rows, 0 = the whole split), PPL_WINDOWS (windows for every other
 # perplexity, 0 = all), TASK_LIMIT (docs per task, 0 = all), ROWS, CONFIGS, MODES, THREADS, plus
 # the LoopQ/learned-static settings chosen on valid (scripts/tune_loopq.sh): OPT_STEPS, OPT_LR,
-# OPT_KL, OPT_BATCH, OPT_SEQLEN.
+# OPT_KL, OPT_BATCH, OPT_SEQLEN, and the optimization's validation guard (the same for
+# learned-static and LoopQ D): OPT_VALID (a valid-split file, never test; empty = no guard),
+# OPT_VALID_WINDOWS (its first N windows of SEQLEN tokens), OPT_VALID_EVERY (steps between checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/ouro-tiny}
@@ -39,6 +41,9 @@ OPT_LR=${OPT_LR:-2e-3}
 OPT_KL=${OPT_KL:-1.0}
 OPT_BATCH=${OPT_BATCH:-4}
 OPT_SEQLEN=${OPT_SEQLEN:-256}
+OPT_VALID=${OPT_VALID-$DATA/corpus/valid.txt}
+OPT_VALID_WINDOWS=${OPT_VALID_WINDOWS:-16}
+OPT_VALID_EVERY=${OPT_VALID_EVERY:-10}
 LOOPQ=${LOOPQ:-build/loopq}
 FIGURE=${FIGURE:-docs/figures/ouro-tiny-loopq-error-by-loop.png}
 # Quantized directories are kept here until their row is evaluated; the ones the figure needs
@@ -93,6 +98,7 @@ evaluate() {  # name model_dir config
 evaluate fp "$MODEL" fp
 calib=(--calib "$DATA/corpus/train.txt" --nsamples "$NSAMPLES" --seqlen "$SEQLEN")
 opt=(--opt-steps "$OPT_STEPS" --opt-lr "$OPT_LR" --opt-kl "$OPT_KL" --opt-batch "$OPT_BATCH" --opt-seqlen "$OPT_SEQLEN")
+[[ -n $OPT_VALID ]] && opt+=(--opt-valid "$OPT_VALID" --opt-valid-windows "$OPT_VALID_WINDOWS" --opt-valid-every "$OPT_VALID_EVERY")
 for config in $CONFIGS; do
   for mode in $MODES; do
     [[ $config == w4a16 && $mode == static ]] && continue  # no activation quantization to calibrate

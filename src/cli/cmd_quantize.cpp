@@ -37,6 +37,7 @@ const char* kQuantizeHelp =
     "         [--act-mode dynamic|static] [--act-samples 512] [--fit-windows 8]\n"
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
+    "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 10]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
@@ -69,6 +70,12 @@ const char* kQuantizeHelp =
     "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq\n"
     "  learned-static  the same backbone and parameter types with one set per site for all loops,\n"
     "               learned with a layer-local loss on FP inputs (OmniQuant-style): the control for D\n"
+    "  --opt-valid  validation guard for the optimization (D and learned-static alike): the first\n"
+    "               --opt-valid-windows windows of --seqlen tokens of FILE (use the valid split) are\n"
+    "               scored (next-token NLL of the quantized model's final readout, all loops on its\n"
+    "               own states) before the first step and every --opt-valid-every steps; the\n"
+    "               parameters of the best checkpoint are kept (step 0: the unlearned ones), and\n"
+    "               the losses and the chosen step are recorded in config.json\n"
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
     "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
 
@@ -79,7 +86,8 @@ int cmd_quantize(int argc, char** argv) {
             {"model", "method", "o", "out", "w-bits", "a-bits", "kv-bits", "group-size", "a-clip", "a-group-size",
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
-             "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows"},
+             "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
+             "opt-valid", "opt-valid-windows", "opt-valid-every"},
             {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
@@ -137,7 +145,7 @@ int cmd_quantize(int argc, char** argv) {
   if (args.has("loopq-smooth") && !(loopq && qc.loopq.A)) throw Error("--loopq-smooth needs --method loopq with component A");
   qc.loopq_smooth = args.has("loopq-smooth");
   const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
-  for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc"})
+  for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc", "opt-valid"})
     if (!optimizes && args.has(f))
       throw Error(std::string("--") + f + " needs an optimizing method (loopq with component D, or learned-static)");
   qc.optimize.steps = args.get_int("opt-steps", qc.optimize.steps, 0, 1000000);
@@ -146,6 +154,12 @@ int cmd_quantize(int argc, char** argv) {
   qc.optimize.batch = args.get_int("opt-batch", qc.optimize.batch, 1, 4096);
   qc.optimize.seqlen = args.get_int("opt-seqlen", qc.optimize.seqlen, 2, 1 << 20);
   qc.optimize.learn_weight_clipping = !args.has("no-lwc");
+  for (const char* f : {"opt-valid-windows", "opt-valid-every"})
+    if (!args.has("opt-valid") && args.has(f)) throw Error(std::string("--") + f + " needs --opt-valid FILE");
+  if (args.has("opt-valid") && !fs::is_regular_file(args.get("opt-valid")))
+    throw Error("--opt-valid " + args.get("opt-valid") + ": not a readable file");
+  const int64_t valid_windows = args.get_int("opt-valid-windows", 8, 1, 1 << 20);
+  qc.optimize.valid_every = args.get_int("opt-valid-every", qc.optimize.valid_every, 1, 1000000);
   const bool trajectory_gptq = loopq && qc.loopq.D && qc.loopq.gptq_weights;
   for (const char* f : {"gptq-loop-weights", "no-trajectory-gptq"})
     if (!trajectory_gptq && args.has(f))
@@ -203,6 +217,20 @@ int cmd_quantize(int argc, char** argv) {
     qc.nsamples = nsamples;
     qc.seqlen = seqlen;
     qc.calib_seed = seed;
+  }
+  if (args.has("opt-valid")) {
+    // The first --opt-valid-windows non-overlapping windows of the file, as `eval ppl` cuts them.
+    check_fits_in_memory(saturating_product({uint64_t(valid_windows), uint64_t(seqlen), 8}),
+                         "--opt-valid-windows " + std::to_string(valid_windows) + " x --seqlen " +
+                             std::to_string(seqlen) + ": the validation windows");
+    auto tokenizer = load_model_tokenizer(model_dir_of(model_dir));
+    const std::vector<int32_t> ids = tokenizer->encode(read_text_file(args.get("opt-valid")));
+    if (int64_t(ids.size()) < valid_windows * seqlen)
+      throw Error("--opt-valid " + args.get("opt-valid") + ": " + std::to_string(ids.size()) + " tokens, fewer than " +
+                  "--opt-valid-windows " + std::to_string(valid_windows) + " x --seqlen " + std::to_string(seqlen));
+    std::vector<int64_t> head(ids.begin(), ids.begin() + valid_windows * seqlen);
+    qc.optimize.valid_windows = at::tensor(head, at::kLong).view({valid_windows, seqlen}).to(model.device());
+    qc.optimize.valid_file = fs::path(args.get("opt-valid")).filename().string();
   }
   at::NoGradGuard no_grad;
   std::fprintf(stderr, "quantize: %s W%dA%dKV%d%s on %s\n", quant::method_name(qc.method), qc.w_bits, qc.act.bits,

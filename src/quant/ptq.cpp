@@ -299,6 +299,14 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
                                {"parameters", tr.parameters}, {"loss", tr.loss}};
         log("optimize: loss " + std::to_string(tr.loss.front()) + " -> " + std::to_string(tr.loss.back()));
       }
+      if (o.valid_windows.defined()) {
+        // The guard's record: valid NLL per checkpoint (after that many updates) and the one kept.
+        cfg.optimize_report["steps_run"] = tr.steps_run;
+        cfg.optimize_report["valid"] = {{"criterion", "exit_readout_nll"}, {"steps", tr.valid_steps},
+                                        {"nll", tr.valid_loss}, {"chosen_step", tr.chosen_step},
+                                        {"chosen_nll", tr.chosen_valid_loss}};
+        if (!tr.stopped.empty()) cfg.optimize_report["stopped"] = tr.stopped;
+      }
     });
   round_output_affines(model);
   report.quantize_seconds = since(t0);

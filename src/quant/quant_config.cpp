@@ -155,6 +155,10 @@ nlohmann::json QuantConfig::to_json() const {
                      {"steps", optimize.steps}, {"batch", optimize.batch}, {"seqlen", optimize.seqlen},
                      {"lr", optimize.lr}, {"kl_weight", optimize.kl_weight}, {"seed", optimize.seed},
                      {"weight_clipping", optimize.learn_weight_clipping}, {"report", optimize_report}};
+  if (j.contains("optimize") && !optimize.valid_file.empty())
+    j["optimize"]["valid"] = {{"file", optimize.valid_file}, {"windows", optimize.valid_windows.defined() ? optimize.valid_windows.size(0) : 0},
+                              {"seqlen", optimize.valid_windows.defined() ? optimize.valid_windows.size(1) : 0},
+                              {"every", optimize.valid_every}};
   if (!rotate_groups.empty()) {
     nlohmann::json mask = nlohmann::json::array();
     for (const auto& g : rotate_groups) mask.push_back({g[0], g[1], g[2], g[3]});
@@ -224,6 +228,11 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.optimize.seed = int_or(o, "seed", c.optimize.seed, "optimize.seed");
       c.optimize.learn_weight_clipping = o.value("weight_clipping", true);
       c.optimize_report = o.value("report", nlohmann::json());
+      if (o.contains("valid")) {  // the guard's settings; the windows themselves are not stored
+        const auto& v = o["valid"];
+        c.optimize.valid_file = v.value("file", std::string());
+        c.optimize.valid_every = int_or(v, "every", c.optimize.valid_every, "optimize.valid.every");
+      }
     }
     if (j.contains("selective_rotation")) {
       const auto& sr = j["selective_rotation"];

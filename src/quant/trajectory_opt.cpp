@@ -116,6 +116,25 @@ struct Learned {
 
 }  // namespace
 
+double readout_nll(const OuroModel& model, const at::Tensor& windows) {
+  if (!windows.defined() || windows.dim() != 2 || windows.size(0) == 0 || windows.size(1) < 2)
+    throw Error("optimize: the validation windows must be [n >= 1, seqlen >= 2]");
+  at::NoGradGuard no_grad;
+  ForwardOptions fo;
+  fo.loops = model.config().total_ut_steps;
+  fo.compute_logits = true;
+  const int64_t S = windows.size(1);
+  double nll = 0;
+  for (int64_t w = 0; w < windows.size(0); ++w) {
+    const at::Tensor ids = windows.narrow(0, w, 1);
+    const ForwardResult r = model.forward(ids, fo);
+    const at::Tensor lp = at::log_softmax(r.logits[0].narrow(0, 0, S - 1).to(at::kDouble), -1);
+    const at::Tensor targets = ids[0].narrow(0, 1, S - 1).to(lp.device(), at::kLong).unsqueeze(1);
+    nll -= lp.gather(1, targets).sum().item<double>();
+  }
+  return nll / double(windows.size(0) * (S - 1));
+}
+
 double adaptation_loss(const OuroModel& model, const OuroModel& reference, const at::Tensor& ids,
                        const TrajectoryOptions& options) {
   at::NoGradGuard no_grad;
@@ -129,6 +148,7 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
   if (!(o.lr > 0) || !(o.kl_weight >= 0)) throw Error("optimize: lr must be positive and the KL weight >= 0");
   const int64_t n = windows.size(0);
   if (n == 0) throw Error("optimize: no calibration windows");
+  if (o.valid_windows.defined() && o.valid_every < 1) throw Error("optimize: the validation interval must be >= 1 step");
   at::AutoGradMode grad_on(true);
   TrajectoryReport report;
   std::vector<Learned> params;
@@ -176,7 +196,46 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
                                          (o.kl_weight > 0 ? double(model.config().vocab_size) : 0.0)) * 4;
   const bool cache = o.trajectory && per_window * double(n) < 1e9;
   std::vector<FpTrajectory> fp_cache(cache ? static_cast<size_t>(n) : 0);
+
+  // Validation guard: a checkpoint is the valid NLL after `step` updates; the best one's
+  // parameters are kept (copies of every learned tensor, a few hundred KB).
+  const bool guard = o.valid_windows.defined();
+  std::vector<at::Tensor> best;
+  auto checkpoint = [&](int64_t step) {
+    // Scored as the file will store the model: output affines in fp16 (round_output_affines).
+    // That rounding alone can move a small model's NLL noticeably, so the kept checkpoint's
+    // recorded loss is exactly the saved model's.
+    std::vector<std::pair<at::Tensor, at::Tensor>> fp32;
+    {
+      at::NoGradGuard no_grad;
+      for (auto* q : linears)
+        for (at::Tensor* t : {&q->adaptation().out_scale, &q->adaptation().out_bias})
+          if (t->defined()) {
+            fp32.push_back({*t, t->detach().clone()});
+            t->detach().copy_(t->detach().to(at::kHalf).to(at::kFloat));
+          }
+    }
+    const double v = readout_nll(model, o.valid_windows);
+    {
+      at::NoGradGuard no_grad;
+      for (auto& [t, keep] : fp32) t.detach().copy_(keep);
+    }
+    report.valid_steps.push_back(step);
+    report.valid_loss.push_back(v);
+    const bool better = std::isfinite(v) && (report.chosen_step < 0 || v < report.chosen_valid_loss);
+    if (better) {
+      at::NoGradGuard no_grad;
+      report.chosen_step = step;
+      report.chosen_valid_loss = v;
+      best.clear();
+      for (const auto& p : params) best.push_back(p.t.detach().clone());
+    }
+    if (o.progress)
+      std::fprintf(stderr, "optimize: valid NLL after %lld steps %.6f (ppl %.3f)%s\n", (long long)step, v, std::exp(v),
+                   better ? " best" : "");
+  };
   for (int64_t step = 0; step < o.steps; ++step) {
+    if (guard && step % o.valid_every == 0) checkpoint(step);
     std::vector<int64_t> pick;
     for (int64_t b = 0; b < std::min(o.batch, n); ++b) {
       if (cursor == order.size()) std::shuffle(order.begin(), order.end(), rng), cursor = 0;
@@ -199,7 +258,12 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
       if (!lp.empty()) batch_fp.logprobs = at::cat(lp, 0);
     }
     at::Tensor loss = loss_on(model, reference, ids, o, cache ? &batch_fp : nullptr);
-    if (!std::isfinite(loss.item<double>())) throw Error("optimize: the loss became non-finite at step " + std::to_string(step));
+    if (!std::isfinite(loss.item<double>())) {
+      if (!guard) throw Error("optimize: the loss became non-finite at step " + std::to_string(step));
+      report.stopped = "the training loss became non-finite at step " + std::to_string(step);
+      if (o.progress) std::fprintf(stderr, "optimize: %s; keeping the best checkpoint\n", report.stopped.c_str());
+      break;
+    }
     report.loss.push_back(loss.item<double>());
     loss.backward();
     at::NoGradGuard no_grad;
@@ -212,10 +276,20 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
       p.t.sub_(p.step * (p.m / c1) / ((p.v / c2).sqrt() + eps));
       if (std::isfinite(p.lo) || std::isfinite(p.hi)) p.t.clamp_(p.lo, p.hi);
     }
+    report.steps_run = step + 1;
     if (o.progress && (step % 10 == 0 || step + 1 == o.steps))
       std::fprintf(stderr, "optimize: step %lld/%lld loss %.6f\n", (long long)step + 1, (long long)o.steps, report.loss.back());
   }
   at::NoGradGuard no_grad;
+  if (guard) {
+    if (report.stopped.empty() && (report.valid_steps.empty() || report.valid_steps.back() != report.steps_run))
+      checkpoint(report.steps_run);
+    if (report.chosen_step < 0) throw Error("optimize: every validation loss was non-finite");
+    for (size_t i = 0; i < params.size(); ++i) params[i].t.copy_(best[i]);
+    if (o.progress)
+      std::fprintf(stderr, "optimize: keeping the parameters after %lld of %lld steps (valid NLL %.6f)\n",
+                   (long long)report.chosen_step, (long long)report.steps_run, report.chosen_valid_loss);
+  }
   for (auto* q : linears) {
     q->end_weight_learning();
     SiteAdaptation& a = q->adaptation();

@@ -11,9 +11,19 @@
 // Which parameters are per loop is decided by the shapes the earlier passes gave them; this pass
 // only learns what is there. Deterministic for a seed (batch order); Adam without weight decay,
 // step sizes relative to each tensor's initial magnitude.
+//
+// Validation guard (optional, the same for both losses): with `valid_windows` set, the pass
+// measures the real target on those held-out windows -- the mean next-token NLL of the quantized
+// model's exit readout (what `eval ppl` scores), the looped model running all loops on its own
+// states, output affines rounded to fp16 as the file stores them -- before the first update (step 0, the unlearned parameters) and after every
+// `valid_every` updates and the last one, and ends with the parameters of the checkpoint with the
+// lowest valid NLL (the earliest on ties). So the learned model is never worse on valid than the
+// one the pass started from. With the guard, a non-finite training loss stops the pass (the best
+// checkpoint is kept) instead of failing it.
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/ouro_model.h"
@@ -32,11 +42,24 @@ struct TrajectoryOptions {
   bool rtn_backbone = false;   // re-round codes under learned clipping (else codes fixed)
   uint64_t seed = 0;
   bool progress = true;
+  // Validation guard: held-out token windows [n, S] (undefined: no guard), checked every
+  // `valid_every` steps. `valid_file` is only recorded (config.json).
+  at::Tensor valid_windows;
+  int64_t valid_every = 10;
+  std::string valid_file;
 };
 
 struct TrajectoryReport {
   std::vector<double> loss;  // per step (before the update)
   int64_t parameters = 0;    // learned scalars
+  int64_t steps_run = 0;     // updates made (< steps when the guard stopped a diverging run)
+  // Validation guard (empty without it): the checkpoints' update counts and valid NLLs, in order,
+  // and the checkpoint whose parameters the model ends with.
+  std::vector<int64_t> valid_steps;
+  std::vector<double> valid_loss;
+  int64_t chosen_step = -1;
+  double chosen_valid_loss = 0;
+  std::string stopped;       // why the pass stopped early (empty: it ran every step)
 };
 
 // Optimizes `model` (already quantized, adaptations installed) in place. `fp_weights` are the
@@ -44,6 +67,10 @@ struct TrajectoryReport {
 TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& reference, const at::Tensor& windows,
                                       const std::vector<std::vector<at::Tensor>>& fp_weights,
                                       const TrajectoryOptions& options);
+
+// The validation guard's criterion: mean next-token NLL (nats) of `model`'s exit readout over the
+// windows [n, S] (token 0 of each window unscored), all loops, one window at a time, no gradients.
+double readout_nll(const OuroModel& model, const at::Tensor& windows);
 
 // The loss of `model` against `reference` on `ids` [B, S], without gradients (for tests and
 // reports): the trajectory or layer-local objective above.

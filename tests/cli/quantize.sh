@@ -65,6 +65,18 @@ expect_ok loopq-rtn-ab quantize --model "$tmp/m" --method loopq --loopq-componen
 check loopq-ab-rotation-decisions grep -q '"rel_error_rotated"' "$tmp/l-ab/config.json"
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"
+# The optimization's validation guard: the losses per checkpoint and the kept step are recorded.
+head -c 20000 "$shared/data/corpus/valid.txt" >"$tmp/valid.txt"
+guard=(--opt-valid "$tmp/valid.txt" --opt-valid-windows 2 --opt-valid-every 2)
+for method in learned-static loopq; do
+  expect_ok "guard-$method" quantize --model "$tmp/m" --method "$method" --a-bits 4 "${opt[@]}" "${guard[@]}" \
+    "${calib[@]}" -o "$tmp/g-$method"
+  check "guard-record-$method" python3 -c "
+import json,sys; o=json.load(open(sys.argv[1]))['quantization_config']['optimize']
+v=o['report']['valid']; assert o['valid']=={'file':'valid.txt','windows':2,'seqlen':64,'every':2}, o['valid']
+assert v['steps']==[0,2,3] and len(v['nll'])==3 and v['chosen_nll']==min(v['nll'])
+assert v['chosen_step']==v['steps'][v['nll'].index(min(v['nll']))]" "$tmp/g-$method/config.json"
+done
 expect_ok diagnose diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --seqlen 32 \
   --windows 2 --compare "$tmp/ls,$tmp/s-quarot-gptq" --json "$tmp/diag.json" --plot "$tmp/diag.png"
 check diagnose-json python3 -c "
@@ -122,6 +134,13 @@ expect_error weights-bad --match "--loopq-weights must be" quantize --model "$tm
 expect_error weights-other --match "needs --method loopq or learned-static" quantize --model "$tmp/m" --method rtn --loopq-weights rtn -o "$tmp/x"
 expect_error opt-without-d --match "needs an optimizing method" quantize --model "$tmp/m" --method loopq --loopq-components ABC --opt-steps 5 "${calib[@]}" -o "$tmp/x"
 expect_error opt-lr --match "--opt-lr" quantize --model "$tmp/m" --method loopq --opt-lr -1 "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-missing --match "--opt-valid $tmp/nope.txt: not a readable file" quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/nope.txt" "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-windows --match "--opt-valid-windows must be in [1," quantize --model "$tmp/m" --method loopq --opt-valid "$tmp/valid.txt" --opt-valid-windows 0 "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-windows-neg --match "--opt-valid-windows must be in [1," quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows -3 "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-every --match "--opt-valid-every must be in [1," quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-every 0 "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-windows-alone --match "needs --opt-valid FILE" quantize --model "$tmp/m" --method learned-static --opt-valid-windows 4 "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-no-opt --match "--opt-valid needs an optimizing method" quantize --model "$tmp/m" --method quarot-gptq --opt-valid "$tmp/valid.txt" "${calib[@]}" -o "$tmp/x"
+expect_error opt-valid-short --match "fewer than --opt-valid-windows 1000 x --seqlen 64" quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows 1000 "${calib[@]}" -o "$tmp/x"
 expect_error act-samples --match "--act-samples" quantize --model "$tmp/m" --method loopq --act-samples 3 "${calib[@]}" -o "$tmp/x"
 expect_error diagnose-quantized-ref --match "is quantized" diagnose --model "$tmp/l-static" --reference "$tmp/ls" --file "$tmp/test.txt" --seqlen 32
 expect_error diagnose-no-ref --match "--reference" diagnose --model "$tmp/l-static" --file "$tmp/test.txt"

@@ -1,0 +1,150 @@
+// The optimize pass's validation guard (learned-static and LoopQ D alike), on tiny random looped
+// models: the criterion is the exit readout's next-token NLL that `eval ppl` scores, the pass
+// keeps the step-0 (unlearned) parameters when learning only hurts, the kept checkpoint is the
+// recorded minimum, and a guarded run is deterministic for a seed.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "eval/perplexity.h"
+#include "quant/ptq.h"
+#include "quant/quant_config.h"
+#include "quant/quantized_io.h"
+#include "quant/trajectory_opt.h"
+#include "test_helpers.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using namespace loopq;
+using namespace loopq::quant;
+using loopq::testing::random_ids;
+using loopq::testing::tiny_model;
+
+namespace {
+
+PtqRunOptions quiet() {
+  PtqRunOptions run;
+  run.progress = false;
+  run.batch_size = 4;
+  return run;
+}
+
+// learned-static (layer-local loss) or LoopQ ABCD (trajectory loss), W4A4 dynamic, a short run.
+QuantConfig optimizing_config(bool loopq, int64_t steps) {
+  QuantConfig cfg;
+  cfg.method = loopq ? Method::LoopQ : Method::LearnedStatic;
+  cfg.loopq = LoopQSpec::parse(loopq ? "ABCD" : "", true);
+  cfg.w_bits = 4;
+  cfg.act.bits = 4;
+  cfg.act.clip = 0.9;
+  cfg.act_samples = 64;
+  cfg.optimize.steps = steps;
+  cfg.optimize.batch = 2;
+  cfg.optimize.seqlen = 16;
+  cfg.optimize.progress = false;
+  return cfg;
+}
+
+at::Tensor loop_logits(const OuroModel& m, const at::Tensor& ids) { return loopq::testing::stacked_loop_logits(m, ids); }
+
+std::vector<double> doubles(const nlohmann::json& j) { return j.get<std::vector<double>>(); }
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST(OptimizeGuard, CriterionIsTheExitReadoutNllOfEvalPpl) {
+  OuroModel m = tiny_model(40);
+  const at::Tensor windows = random_ids(3, 12, 41);
+  const at::Tensor flat = windows.reshape({-1}).contiguous();
+  std::vector<int64_t> ids(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
+  eval::PerplexityOptions po;
+  po.seqlen = 12;
+  po.per_loop = false;
+  const eval::PerplexityResult r = eval::evaluate_perplexity(m, ids, [](int64_t) { return int64_t(1); }, po);
+  EXPECT_NEAR(readout_nll(m, windows), std::log(r.ppl(r.exit_readout())), 1e-7);
+  EXPECT_THROW(readout_nll(m, windows.narrow(1, 0, 1)), Error);
+}
+
+TEST(OptimizeGuard, KeepsTheUnlearnedParametersWhenLearningOnlyHurts) {
+  // An absurd learning rate (50x each tensor's magnitude per step) can only make the model worse
+  // (or non-finite): the guard must end with exactly the step-0 parameters, i.e. the same model
+  // as a run with no optimization steps, for both losses.
+  const at::Tensor calib = random_ids(8, 16, 42), valid = random_ids(3, 16, 43), ids = random_ids(2, 10, 44);
+  for (bool loopq : {false, true}) {
+    OuroModel unlearned = tiny_model(45), guarded = tiny_model(45);
+    QuantConfig base = optimizing_config(loopq, 0);
+    quantize_model(unlearned, base, calib, quiet());
+    QuantConfig cfg = optimizing_config(loopq, 6);
+    cfg.optimize.lr = 50;
+    cfg.optimize.valid_windows = valid;
+    cfg.optimize.valid_every = 2;
+    quantize_model(guarded, cfg, calib, quiet());
+    const auto& v = cfg.optimize_report.at("valid");
+    EXPECT_EQ(v.at("chosen_step").get<int64_t>(), 0) << (loopq ? "loopq" : "learned-static");
+    const std::vector<double> nll = doubles(v.at("nll"));
+    ASSERT_FALSE(nll.empty());
+    for (size_t i = 1; i < nll.size(); ++i)
+      EXPECT_FALSE(nll[i] < nll[0]) << "checkpoint " << i;  // later ones are worse (or NaN)
+    EXPECT_TRUE(at::equal(loop_logits(guarded, ids), loop_logits(unlearned, ids))) << (loopq ? "loopq" : "learned-static");
+    EXPECT_NEAR(readout_nll(guarded, valid), nll[0], 1e-9);  // scored as stored (fp16 output affines)
+  }
+}
+
+TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
+  const at::Tensor calib = random_ids(8, 16, 46), valid = random_ids(3, 16, 47);
+  for (bool loopq : {false, true}) {
+    std::string bytes[2];
+    for (int run = 0; run < 2; ++run) {
+      OuroModel m = tiny_model(48);
+      QuantConfig cfg = optimizing_config(loopq, 7);
+      cfg.optimize.lr = 2e-2;
+      cfg.optimize.valid_windows = valid;
+      cfg.optimize.valid_every = 3;
+      quantize_model(m, cfg, calib, quiet());
+      const auto& r = cfg.optimize_report;
+      EXPECT_EQ(r.at("steps_run").get<int64_t>(), 7);
+      const auto& v = r.at("valid");
+      const std::vector<int64_t> steps{0, 3, 6, 7};
+      EXPECT_EQ(v.at("steps").get<std::vector<int64_t>>(), steps);
+      const std::vector<double> nll = doubles(v.at("nll"));
+      ASSERT_EQ(nll.size(), 4u);
+      const auto best = std::min_element(nll.begin(), nll.end());
+      EXPECT_EQ(v.at("chosen_step").get<int64_t>(), steps[size_t(best - nll.begin())]);
+      EXPECT_EQ(v.at("chosen_nll").get<double>(), *best);
+      EXPECT_NEAR(readout_nll(m, valid), *best, 1e-9);
+      // The record survives the quantized directory's config.json.
+      const fs::path dir = fs::temp_directory_path() /
+                           ("loopq_test_guard_" + std::to_string(loopq) + std::to_string(run) + "_" + std::to_string(::getpid()));
+      fs::remove_all(dir);
+      cfg.optimize.valid_file = "valid.txt";
+      save_quantized_model(m, cfg, dir.string(), "");
+      QuantConfig back;
+      ASSERT_TRUE(read_quant_config(dir.string(), back));
+      EXPECT_EQ(back.optimize_report.at("valid").at("chosen_step"), v.at("chosen_step"));
+      EXPECT_EQ(back.optimize.valid_file, "valid.txt");
+      EXPECT_EQ(back.optimize.valid_every, 3);
+      bytes[run] = file_bytes(dir / "model.safetensors");
+      fs::remove_all(dir);
+    }
+    EXPECT_EQ(bytes[0], bytes[1]) << (loopq ? "loopq" : "learned-static");
+  }
+}
+
+TEST(OptimizeGuard, RejectsABadInterval) {
+  const at::Tensor calib = random_ids(4, 16, 49);
+  OuroModel m = tiny_model(50);
+  QuantConfig cfg = optimizing_config(false, 2);
+  cfg.optimize.valid_windows = random_ids(2, 16, 51);
+  cfg.optimize.valid_every = 0;
+  EXPECT_THROW(quantize_model(m, cfg, calib, quiet()), Error);
+}
+
