@@ -229,7 +229,8 @@ int cmd_quantize(int argc, char** argv) {
       throw Error("--opt-valid " + args.get("opt-valid") + ": " + std::to_string(ids.size()) + " tokens, fewer than " +
                   "--opt-valid-windows " + std::to_string(valid_windows) + " x --seqlen " + std::to_string(seqlen));
     std::vector<int64_t> head(ids.begin(), ids.begin() + valid_windows * seqlen);
-    qc.optimize.valid_windows = at::tensor(head, at::kLong).view({valid_windows, seqlen}).to(model.device());
+    qc.optimize.valid_ids = std::move(head);
+    qc.optimize.valid_seqlen = seqlen;
     qc.optimize.valid_file = fs::path(args.get("opt-valid")).filename().string();
   }
   at::NoGradGuard no_grad;

@@ -299,7 +299,7 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
                                {"parameters", tr.parameters}, {"loss", tr.loss}};
         log("optimize: loss " + std::to_string(tr.loss.front()) + " -> " + std::to_string(tr.loss.back()));
       }
-      if (o.valid_windows.defined()) {
+      if (!o.valid_ids.empty()) {
         // The guard's record: valid NLL per checkpoint (after that many updates) and the one kept.
         cfg.optimize_report["steps_run"] = tr.steps_run;
         cfg.optimize_report["valid"] = {{"criterion", "exit_readout_nll"}, {"steps", tr.valid_steps},

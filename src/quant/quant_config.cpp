@@ -156,8 +156,8 @@ nlohmann::json QuantConfig::to_json() const {
                      {"lr", optimize.lr}, {"kl_weight", optimize.kl_weight}, {"seed", optimize.seed},
                      {"weight_clipping", optimize.learn_weight_clipping}, {"report", optimize_report}};
   if (j.contains("optimize") && !optimize.valid_file.empty())
-    j["optimize"]["valid"] = {{"file", optimize.valid_file}, {"windows", optimize.valid_windows.defined() ? optimize.valid_windows.size(0) : 0},
-                              {"seqlen", optimize.valid_windows.defined() ? optimize.valid_windows.size(1) : 0},
+    j["optimize"]["valid"] = {{"file", optimize.valid_file}, {"windows", optimize.valid_seqlen > 0 ? int64_t(optimize.valid_ids.size()) / optimize.valid_seqlen : 0},
+                              {"seqlen", optimize.valid_seqlen},
                               {"every", optimize.valid_every}};
   if (!rotate_groups.empty()) {
     nlohmann::json mask = nlohmann::json::array();

@@ -148,7 +148,12 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
   if (!(o.lr > 0) || !(o.kl_weight >= 0)) throw Error("optimize: lr must be positive and the KL weight >= 0");
   const int64_t n = windows.size(0);
   if (n == 0) throw Error("optimize: no calibration windows");
-  if (o.valid_windows.defined() && o.valid_every < 1) throw Error("optimize: the validation interval must be >= 1 step");
+  if (!o.valid_ids.empty() && o.valid_every < 1) throw Error("optimize: the validation interval must be >= 1 step");
+  if (!o.valid_ids.empty() && (o.valid_seqlen < 2 || int64_t(o.valid_ids.size()) % o.valid_seqlen != 0))
+    throw Error("optimize: the validation ids are not whole windows of >= 2 tokens");
+  const at::Tensor valid_windows =
+      o.valid_ids.empty() ? at::Tensor()
+                          : at::tensor(o.valid_ids, at::kLong).view({-1, o.valid_seqlen}).to(model.device());
   at::AutoGradMode grad_on(true);
   TrajectoryReport report;
   std::vector<Learned> params;
@@ -199,7 +204,7 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
 
   // Validation guard: a checkpoint is the valid NLL after `step` updates; the best one's
   // parameters are kept (copies of every learned tensor, a few hundred KB).
-  const bool guard = o.valid_windows.defined();
+  const bool guard = valid_windows.defined();
   std::vector<at::Tensor> best;
   auto checkpoint = [&](int64_t step) {
     // Scored as the file will store the model: output affines in fp16 (round_output_affines).
@@ -215,7 +220,7 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
             t->detach().copy_(t->detach().to(at::kHalf).to(at::kFloat));
           }
     }
-    const double v = readout_nll(model, o.valid_windows);
+    const double v = readout_nll(model, valid_windows);
     {
       at::NoGradGuard no_grad;
       for (auto& [t, keep] : fp32) t.detach().copy_(keep);

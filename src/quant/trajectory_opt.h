@@ -12,7 +12,7 @@
 // only learns what is there. Deterministic for a seed (batch order); Adam without weight decay,
 // step sizes relative to each tensor's initial magnitude.
 //
-// Validation guard (optional, the same for both losses): with `valid_windows` set, the pass
+// Validation guard (optional, the same for both losses): with `valid_ids` set, the pass
 // measures the real target on those held-out windows -- the mean next-token NLL of the quantized
 // model's exit readout (what `eval ppl` scores), the looped model running all loops on its own
 // states, output affines rounded to fp16 as the file stores them -- before the first update (step 0, the unlearned parameters) and after every
@@ -42,9 +42,12 @@ struct TrajectoryOptions {
   bool rtn_backbone = false;   // re-round codes under learned clipping (else codes fixed)
   uint64_t seed = 0;
   bool progress = true;
-  // Validation guard: held-out token windows [n, S] (undefined: no guard), checked every
-  // `valid_every` steps. `valid_file` is only recorded (config.json).
-  at::Tensor valid_windows;
+  // Validation guard: held-out token windows, valid_ids.size() / valid_seqlen of them, row after
+  // row (empty: no guard), checked every `valid_every` steps. `valid_file` is only recorded
+  // (config.json). Plain ids, not a tensor: QuantConfig holds these options and stays linkable
+  // without libtorch (test_io, the fuzz targets).
+  std::vector<int64_t> valid_ids;
+  int64_t valid_seqlen = 0;
   int64_t valid_every = 10;
   std::string valid_file;
 };

@@ -35,6 +35,13 @@ PtqRunOptions quiet() {
 }
 
 // learned-static (layer-local loss) or LoopQ ABCD (trajectory loss), W4A4 dynamic, a short run.
+// The guard's windows as QuantConfig carries them: plain ids, row after row.
+void set_valid(QuantConfig& cfg, const at::Tensor& windows) {
+  const at::Tensor w = windows.to(at::kLong).contiguous();
+  cfg.optimize.valid_ids.assign(w.data_ptr<int64_t>(), w.data_ptr<int64_t>() + w.numel());
+  cfg.optimize.valid_seqlen = w.size(1);
+}
+
 QuantConfig optimizing_config(bool loopq, int64_t steps) {
   QuantConfig cfg;
   cfg.method = loopq ? Method::LoopQ : Method::LearnedStatic;
@@ -85,7 +92,7 @@ TEST(OptimizeGuard, KeepsTheUnlearnedParametersWhenLearningOnlyHurts) {
     quantize_model(unlearned, base, calib, quiet());
     QuantConfig cfg = optimizing_config(loopq, 6);
     cfg.optimize.lr = 50;
-    cfg.optimize.valid_windows = valid;
+    set_valid(cfg, valid);
     cfg.optimize.valid_every = 2;
     quantize_model(guarded, cfg, calib, quiet());
     const auto& v = cfg.optimize_report.at("valid");
@@ -107,7 +114,7 @@ TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
       OuroModel m = tiny_model(48);
       QuantConfig cfg = optimizing_config(loopq, 7);
       cfg.optimize.lr = 2e-2;
-      cfg.optimize.valid_windows = valid;
+      set_valid(cfg, valid);
       cfg.optimize.valid_every = 3;
       quantize_model(m, cfg, calib, quiet());
       const auto& r = cfg.optimize_report;
@@ -143,7 +150,7 @@ TEST(OptimizeGuard, RejectsABadInterval) {
   const at::Tensor calib = random_ids(4, 16, 49);
   OuroModel m = tiny_model(50);
   QuantConfig cfg = optimizing_config(false, 2);
-  cfg.optimize.valid_windows = random_ids(2, 16, 51);
+  set_valid(cfg, random_ids(2, 16, 51));
   cfg.optimize.valid_every = 0;
   EXPECT_THROW(quantize_model(m, cfg, calib, quiet()), Error);
 }
