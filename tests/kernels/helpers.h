@@ -1,5 +1,8 @@
 #pragma once
-// Shared generators for the kernel op tests: random logical weights and activations.
+// Shared generators for the kernel op tests: random logical weights and activations, and the
+// fixture that runs a test on one dispatch path.
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -7,6 +10,21 @@
 #include "kernels/cpu/kernels.h"
 
 namespace loopq::kernels::test {
+
+// Forces the parameter's path for the test (skipped where the CPU lacks it), then restores it.
+class OnPath : public ::testing::TestWithParam<Path> {
+ protected:
+  void SetUp() override {
+    if (!path_supported(GetParam()))
+      GTEST_SKIP() << "this CPU lacks the " << path_name(GetParam()) << " path (" << cpu_description() << ")";
+    saved_ = active_path();
+    set_path(GetParam());
+  }
+  void TearDown() override {
+    if (path_supported(GetParam())) set_path(saved_);
+  }
+  Path saved_ = Path::Scalar;
+};
 
 struct Format {
   int bits;

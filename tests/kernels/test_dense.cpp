@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "helpers.h"
 #include "kernels/cpu/kernels.h"
 #include "util/error.h"
 
@@ -26,19 +27,7 @@ float from_bf16(uint16_t h) {
   return f;
 }
 
-class DensePath : public ::testing::TestWithParam<Path> {
- protected:
-  void SetUp() override {
-    if (!path_supported(GetParam()))
-      GTEST_SKIP() << "this CPU lacks the " << path_name(GetParam()) << " path (" << cpu_description() << ")";
-    saved_ = active_path();
-    set_path(GetParam());
-  }
-  void TearDown() override {
-    if (path_supported(GetParam())) set_path(saved_);
-  }
-  Path saved_ = Path::Scalar;
-};
+class DensePath : public test::OnPath {};
 
 // Every output within fp32 accumulation error of the exact dot product: |y - ref| <= 1e-5 *
 // sum_k |x_k w_k| (in <= 1000: the bound of sequential fp32 summation is in * 2^-24).

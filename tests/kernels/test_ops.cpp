@@ -43,19 +43,7 @@ std::string name(const Format& f) {
   return "int" + std::to_string(f.bits) + (f.symmetric ? "_sym" : "_asym") + "_g" + std::to_string(f.group);
 }
 
-class PathTest : public ::testing::TestWithParam<Path> {
- protected:
-  void SetUp() override {
-    if (!path_supported(GetParam()))
-      GTEST_SKIP() << "this CPU lacks the " << path_name(GetParam()) << " path (" << cpu_description() << ")";
-    saved_ = active_path();
-    set_path(GetParam());
-  }
-  void TearDown() override {
-    if (path_supported(GetParam())) set_path(saved_);
-  }
-  Path saved_ = Path::Scalar;
-};
+class PathTest : public test::OnPath {};
 
 // Unit scales make every fp32 output the int32 accumulator itself (|acc| < 2^24 here), so the
 // comparison is exact equality: integer accumulation, zero points and group sums bit for bit.
