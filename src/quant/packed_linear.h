@@ -46,7 +46,8 @@ class PackedLinear final : public LinearOp {
   void set_loop_affine(int loop, at::Tensor scale, at::Tensor bias);
   // Lets this linear and `other` quantize a common input once (the caller knows they read the
   // same tensor). Returns false, sharing nothing, unless their rotations and activation
-  // parameters agree for every loop.
+  // parameters agree for every loop. The quantized input is held until every linear of the
+  // group has read it, then released.
   bool share_input_with(PackedLinear& other);
 
   at::Tensor forward(const at::Tensor& x, int loop) const override;

@@ -109,7 +109,90 @@ QuantLinear::QuantLinear(QuantizedWeight weight, ActQuant act, InputRotation rot
     throw Error("QuantLinear: head rotation does not match in_features");
 }
 
+namespace {
+
+// sum_k a[r, k] * b[o, k] over integer-valued fp32 operands, exactly, as fp64: each fp32 GEMM
+// covers at most `chunk` columns, so all of its partial sums are integers below 2^24, whatever
+// order the BLAS adds them in; the chunks add exactly in fp64.
+at::Tensor exact_integer_dot(const at::Tensor& a, const at::Tensor& b, int64_t chunk) {
+  const int64_t in = a.size(1);
+  at::Tensor sum;
+  for (int64_t k = 0; k < in; k += chunk) {
+    const int64_t n = std::min(chunk, in - k);
+    const at::Tensor part = at::linear(a.narrow(1, k, n), b.narrow(1, k, n)).to(at::kDouble);
+    sum = sum.defined() ? sum + part : part;
+  }
+  return sum;
+}
+
+}  // namespace
+
+bool QuantLinear::differentiable(const at::Tensor& x) const {
+  if (!at::GradMode::is_enabled()) return false;
+  if (x.requires_grad() || weight_gain_.defined() || (bias_.defined() && bias_.requires_grad())) return true;
+  for (const at::Tensor* t : {&adapt_.act_scale, &adapt_.act_clip, &adapt_.out_scale, &adapt_.out_bias})
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+at::Tensor QuantLinear::integer_product(const at::Tensor& x, int loop, const at::Tensor& codes,
+                                        const QParams& params) const {
+  // The activation codes and their scale (per row, or one static scale), as prepare_input makes them.
+  const int64_t in = in_features(), out = out_features(), rows = x.numel() / in;
+  const at::Tensor y = rotation_.apply(x).to(at::kFloat).reshape({rows, in});
+  const Grid agrid{act_.bits, true};
+  at::Tensor xcodes, xscale;
+  if (act_.static_scale) {
+    if (!adapt_.act_scale.defined()) throw Error("static activation quantization without a calibrated scale");
+    xscale = adapt_.act_scale[SiteAdaptation::pick(adapt_.act_scale, loop)].to(at::kFloat);
+    xcodes = at::clamp(at::round(y / xscale), double(agrid.qmin()), double(agrid.qmax()));
+  } else {
+    const double clip = adapt_.act_clip.defined()
+                            ? adapt_.act_clip[SiteAdaptation::pick(adapt_.act_clip, loop)].item<double>()
+                            : act_.clip;
+    const ActCodes a = quantize_activation(y, agrid, clip, 0);
+    xcodes = a.codes.reshape({rows, in});
+    xscale = a.params.scale.reshape({rows, 1});
+  }
+  // Integer weight codes (code - zero) and the largest |code| products, for the exactness chunk.
+  const int64_t gs = weight_.group_size > 0 ? weight_.group_size : in, groups = in / gs;
+  at::Tensor wcodes = codes.reshape({out, in});
+  int64_t wmax = int64_t(1) << (weight_.grid.bits - 1);
+  if (!weight_.grid.symmetric) {
+    wcodes = (codes.reshape({out, groups, gs}) - params.zero).reshape({out, in});
+    wmax = (int64_t(1) << weight_.grid.bits) - 1;
+  }
+  const int64_t amax = int64_t(1) << (act_.bits - 1);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 24) / (wmax * amax));
+  // The kernels' epilogue order: acc = sum over groups of float(dot_g) * wscale_g, then
+  // acc * xscale, + bias, then the loop's output scale and bias.
+  const at::Tensor wscale = params.scale.reshape({out, groups}).to(at::kFloat);
+  at::Tensor acc;
+  for (int64_t g = 0; g < groups; ++g) {
+    const at::Tensor dot = exact_integer_dot(xcodes.narrow(1, g * gs, gs), wcodes.narrow(1, g * gs, gs), chunk);
+    const at::Tensor term = dot.to(at::kFloat) * wscale.select(1, g);
+    acc = acc.defined() ? acc + term : term;
+  }
+  at::Tensor result = acc * xscale;
+  if (bias_.defined()) result = result + bias_;
+  auto sizes = x.sizes().vec();
+  sizes.back() = out;
+  return apply_output_affine(result.reshape(sizes), adapt_, loop).to(x.scalar_type());
+}
+
 at::Tensor QuantLinear::forward(const at::Tensor& x, int loop) const {
+  // Inference takes the exact integer product; training keeps the differentiable dequantized one.
+  if (!differentiable(x) && exact_product_supported()) {
+    if (!weight_gain_.defined()) return integer_product(x, loop, weight_.codes, weight_.params);
+    // Mid-learning (a validation checkpoint): the codes and scales end_weight_learning would bake.
+    const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
+    const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
+    const QParams p{(weight_.params.scale * weight_gain_).detach(), weight_.params.zero};
+    const at::Tensor codes = fp_weight_.defined()
+                                 ? quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), p, weight_.grid)
+                                 : weight_.codes;
+    return integer_product(x, loop, codes, p);
+  }
   const at::Tensor& w = weight_gain_.defined() ? current_weight() : w_hat_;
   return apply_output_affine(at::linear(prepare_input(x, rotation_, act_, &adapt_, loop), w, bias_), adapt_, loop);
 }

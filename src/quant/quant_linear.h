@@ -1,8 +1,9 @@
 #pragma once
 // Fake-quantized linear layer: simulates WxAy exactly as integer codes times scales. The weight is
 // held as integer codes with per-row (or per-group) scales; the input may pass through an online
-// Hadamard rotation (QuaRot) and is then quantized per token at run time; the product uses the
-// dequantized weight, which equals codes x scales bit for bit.
+// Hadamard rotation (QuaRot) and is then quantized per token at run time. At inference the
+// product is codes x codes, summed exactly, with the scales applied as the packed kernels apply
+// them; under autograd it is the dequantized GEMM, which equals it up to fp32 summation order.
 #include <ATen/ATen.h>
 
 #include <memory>
@@ -93,7 +94,15 @@ class QuantLinear final : public LinearOp {
   at::Tensor begin_weight_learning(const at::Tensor& fp_weight = {});
   void end_weight_learning();
 
+  // Whether inference runs as the exact integer product: symmetric per-token or static
+  // activations of at most 8 bits (asymmetric or grouped activations keep the dequantized GEMM).
+  bool exact_product_supported() const { return act_.enabled() && act_.symmetric && act_.group_size <= 0; }
+
  private:
+  bool differentiable(const at::Tensor& x) const;
+  // codes x codes summed exactly, the scales applied in the packed kernels' epilogue order, so
+  // that no BLAS, thread count or machine can move a result (and through it the next code).
+  at::Tensor integer_product(const at::Tensor& x, int loop, const at::Tensor& codes, const QParams& params) const;
   at::Tensor current_weight() const;  // dequantized weight under the learned factor
   QuantizedWeight weight_;
   ActQuant act_;

@@ -109,8 +109,20 @@ for k in packed reference; do
   expect_ok "kernels-$k" eval ppl --model "$tmp/q-rtn" --file "$tmp/test.txt" --seqlen 64 --kernels "$k" --json "$tmp/k-$k.json"
   check "kernels-$k-no-notice" bash -c "! grep -q note: \"$tmp/err\""
 done
-check kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert abs(a-b) <= 0.02*b, (a,b)" \
+# Both paths sum the integer codes exactly and apply the scales in one order: the same perplexity.
+check kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert a == b, (a,b)" \
   "$tmp/k-packed.json" "$tmp/k-reference.json"
+# The embedded model: every loop's logits bit for bit on both paths and at 1 and 2 threads
+# (the issue's bound is 1e-4), with a 4-bit packed KV cache on the packed side.
+prompt=$(head -c 1500 "$shared/data/text/tiny-shakespeare.txt")
+expect_ok tiny-quantize quantize --model "$repo/models/ouro-tiny" --method quarot-rtn --w-bits 4 --a-bits 8 --kv-bits 4 \
+  --no-clip-search -o "$tmp/tiny-q"
+for run in "packed 1" "reference 1" "reference 2"; do
+  read -r k th <<<"$run"
+  expect_ok "tiny-forward-$k-$th" forward --model "$tmp/tiny-q" --text "$prompt" --kernels "$k" --threads "$th" --dump "$tmp/tiny-$k-$th.st"
+done
+check tiny-packed-equals-reference cmp "$tmp/tiny-packed-1.st" "$tmp/tiny-reference-1.st"
+check tiny-reference-thread-independent cmp "$tmp/tiny-reference-1.st" "$tmp/tiny-reference-2.st"
 expect_ok kernels-fallback eval ppl --model "$tmp/q-g16" --file "$tmp/test.txt" --seqlen 64
 check kernels-fallback-notice grep -q "packed kernels do not run 3-bit weights (the kernels take 4 or 8); using the reference" "$tmp/err"
 expect_ok kernels-generate generate --model "$tmp/l-static" --prompt "It was" --max-new-tokens 5 --kernels packed

@@ -102,9 +102,19 @@ TEST(PackedLinear, MatchesQuantLinear) {
       const at::Tensor x = at::randn(shape);
       const at::Tensor yr = ref.forward(x, 0), yp = packed.forward(x, 0);
       ASSERT_EQ(yp.sizes(), yr.sizes());
-      // The same rotation and the same integer codes; only the fp32 epilogue's order differs.
-      EXPECT_LT((yp - yr).norm().item<double>(), 1e-5 * yr.norm().item<double>())
-          << "w" << c.wbits << (c.wsym ? "sym" : "asym") << " g" << c.group << " a" << c.abits << (c.rotate ? " rot" : "");
+      const std::string what = "w" + std::to_string(c.wbits) + (c.wsym ? "sym" : "asym") + " g" +
+                               std::to_string(c.group) + " a" + std::to_string(c.abits) + (c.rotate ? " rot" : "");
+      // The same rotation, the same integer codes, exact sums and the same epilogue order.
+      EXPECT_TRUE(yp.equal(yr)) << what << ": max diff " << (yp - yr).abs().max().item<double>();
+      // Against a second computation: the dequantized operands multiplied in fp64.
+      const at::Tensor xq = prepare_input(x, rot, act).to(at::kDouble);
+      const at::Tensor y64 = at::linear(xq, ref.dense_weight().to(at::kDouble), bias.to(at::kDouble));
+      EXPECT_LT((yr.to(at::kDouble) - y64).norm().item<double>(), 1e-6 * y64.norm().item<double>()) << what;
+      // Under autograd the reference takes the dequantized GEMM, equal up to summation order.
+      const at::Tensor xg = x.clone().set_requires_grad(true);
+      const at::Tensor yg = ref.forward(xg, 0);
+      EXPECT_TRUE(yg.requires_grad()) << what;
+      EXPECT_LT((yg.detach() - yr).norm().item<double>(), 1e-5 * yr.norm().item<double>()) << what;
     }
   }
 }
