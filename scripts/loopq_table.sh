@@ -32,8 +32,8 @@ ROWS=${ROWS:-$ALL_ROWS}
 CONFIGS=${CONFIGS:-"w4a4 w4a4kv4 w4a8 w4a16"}
 MODES=${MODES:-"dynamic static"}
 THREADS=${THREADS:-0}
-# The tables are fake-quant numbers (the reference path; RESULTS "Packed runtime" measures
-# how far the packed kernels move them). KERNELS=packed evaluates on the kernels instead.
+# The tables are fake-quant numbers (the reference path). The packed kernels give the same
+# numbers bit for bit (both sum the integer codes exactly, tests/packed); KERNELS=packed uses them.
 KERNELS=${KERNELS:-reference}
 DIAGNOSE_ALL=${DIAGNOSE_ALL:-0}  # 1: per-loop diagnostics JSON for every row, not only the figure's
 OPT_STEPS=${OPT_STEPS:-60}

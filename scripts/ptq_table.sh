@@ -22,8 +22,8 @@ SQ_ALPHA=${SQ_ALPHA:-0.5}
 METHODS=${METHODS:-"rtn smoothquant gptq quarot-rtn quarot-gptq"}
 CONFIGS=${CONFIGS:-"w8a8 w4a16 w4a8 w4a4 w4a4kv4"}
 THREADS=${THREADS:-0}
-# The tables are fake-quant numbers (the reference path; RESULTS "Packed runtime" measures
-# how far the packed kernels move them). KERNELS=packed evaluates on the kernels instead.
+# The tables are fake-quant numbers (the reference path). The packed kernels give the same
+# numbers bit for bit (both sum the integer codes exactly, tests/packed); KERNELS=packed uses them.
 KERNELS=${KERNELS:-reference}
 LOOPQ=${LOOPQ:-build/loopq}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/loopq-ptq.XXXXXX")

@@ -27,6 +27,7 @@
 #include "cli/commands.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
+#include "quant/hadamard.h"
 #include "util/error.h"
 
 namespace loopq::cli {
@@ -47,7 +48,10 @@ const char* kBenchHelp =
     "  against fp32 libtorch (at::linear on a [1, in] row, at::mv on a vector) and a llama.cpp-style\n"
     "  Q4_0 x Q8_0 row-by-row kernel.\n"
     "  GEMM, --gemm-rows rows (prefill): GFLOP/s-equivalent (2 x rows x out x in / time) against\n"
-    "  fp32 libtorch. Figures are medians of --reps runs; at::set_num_threads gets --threads.\n"
+    "  fp32 libtorch.\n"
+    "  Online rotation (what W4A4 adds): the fast Walsh-Hadamard transform against the same\n"
+    "  Kronecker factors as libtorch GEMMs, n = 2048 and 5632, 1 and --gemm-rows rows.\n"
+    "Figures are medians of --reps runs; at::set_num_threads gets --threads.\n"
     "If OpenBLAS falls back to generic (SSE3) kernels on this CPU, the run restarts itself with\n"
     "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) so the fp32 baseline is not handicapped.\n";
 
@@ -398,6 +402,36 @@ int cmd_bench(int argc, char** argv) {
   }
   // Same kernel and weight bytes: "at least as fast" within 3% timing noise.
   const bool w4a4_ok = worst_a4 >= 0.97 && worst_gemm_a4 >= 0.97;
+
+  // What W4A4 adds to a linear: the online rotation of its input (QuaRot's down_proj input is a
+  // full Hadamard of the intermediate size, o_proj's one across heads).
+  std::printf("\nOnline rotation (x -> (x * s) H / sqrt(n)): fwht = HadamardTransform::apply on the CPU, the\n"
+              "fast Walsh-Hadamard kernel; factored GEMM = the same Kronecker factors as libtorch GEMMs\n");
+  std::printf("%-6s %6s %-15s %11s\n", "n", "rows", "method", "us/call");
+  for (const int64_t n : {int64_t(2048), int64_t(5632)}) {
+    const quant::HadamardTransform h(n, quant::random_signs(n, 1));
+    std::vector<at::Tensor> factors;
+    for (const int64_t f : h.factor_sizes()) factors.push_back(quant::hadamard_matrix(f).to(at::kFloat));
+    for (const int64_t rows : {int64_t(1), gemm_rows}) {
+      const at::Tensor x = at::randn({rows, n});
+      auto factored = [&] {
+        at::Tensor y = x * h.signs();
+        for (auto it = factors.rbegin(); it != factors.rend(); ++it) {
+          const int64_t f = it->size(0);
+          y = at::matmul(y.reshape({rows * (n / f), f}), *it).view({rows, n / f, f}).transpose(1, 2);
+        }
+        return y.reshape({rows, n}) * (1.0 / std::sqrt(double(n)));
+      };
+      if (!factored().allclose(h.apply(x), 1e-4, 1e-5)) throw Error("bench: the factored rotation disagrees with fwht");
+      const int calls = rows == 1 ? 200 : 4;
+      const std::vector<Pass> passes = {{"fwht", [&] { for (int c = 0; c < calls; ++c) h.apply(x); }},
+                                        {"factored GEMM", [&] { for (int c = 0; c < calls; ++c) factored(); }}};
+      const std::vector<double> t = medians(interleaved(passes, reps));
+      for (size_t i = 0; i < passes.size(); ++i)
+        std::printf("%-6lld %6lld %-15s %11.1f\n", (long long)n, (long long)rows, passes[i].name.c_str(), t[i] / calls * 1e6);
+    }
+    std::fflush(stdout);
+  }
 
   std::printf("\ntargets (worst shape):\n");
   std::printf("  W4A8 GEMV cold >= 90%% of read bandwidth:    %.1f%%   %s\n", 100 * worst_frac, mark(gemv_bw_ok));

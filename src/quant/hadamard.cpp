@@ -1,9 +1,14 @@
 #include "quant/hadamard.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
 
+#include "kernels/cpu/fwht.h"
 #include "util/error.h"
 
 namespace loopq::quant {
@@ -116,7 +121,10 @@ HadamardTransform::HadamardTransform(int64_t n, at::Tensor signs) : n_(n) {
   }
   // Factors: the Paley core (if any), then 2^m split evenly into pieces of at most 128
   // (2048 = 32 ⊗ 64, 256 = 16 ⊗ 16, 5632 = 44 ⊗ 128, 704 = 44 ⊗ 16).
-  if (d.core > 1) factors_.push_back(paley(d.core).to(at::kFloat));
+  if (d.core > 1) {
+    factors_.push_back(paley(d.core).to(at::kFloat));
+    has_core_ = true;
+  }
   const int pieces = (d.m + 6) / 7;
   for (int p = 0; p < pieces; ++p) {
     const int bits = d.m / pieces + (p >= pieces - d.m % pieces ? 1 : 0);
@@ -144,12 +152,26 @@ at::Tensor HadamardTransform::run(const at::Tensor& x, bool inverse) const {
   if (!x.defined() || x.dim() < 1 || x.size(-1) != n_ || !x.is_floating_point())
     throw Error("HadamardTransform: expected a floating tensor with last dim " + std::to_string(n_));
   const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const int64_t rows = x.numel() / n_;  // explicit, so empty inputs reshape too
+  const bool cpu = x.device().is_cpu() && (!signs_.defined() || signs_.device().is_cpu());
+  // Powers of 2 take the fast Walsh-Hadamard transform, in place on a copy (rows are independent,
+  // so the thread count never changes a bit). With a Paley core (5632 = 44 x 128) the factored
+  // GEMMs below are faster here: the dense 44 x 44 core dominates and BLAS does it better
+  // (`loopq bench kernels`, "Online rotation").
+  if (compute == at::kFloat && cpu && !has_core_ && !(at::GradMode::is_enabled() && x.requires_grad())) {
+    at::Tensor y = x.to(at::kFloat).reshape({rows, n_}).clone(at::MemoryFormat::Contiguous);
+    float* data = y.data_ptr<float>();
+    const float* signs = signs_.defined() ? signs_.data_ptr<float>() : nullptr;
+    at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / n_), [&](int64_t r0, int64_t r1) {
+      kernels::fwht(data + r0 * n_, r1 - r0, n_, n_, nullptr, 1, signs, inverse);
+    });
+    return y.reshape(x.sizes()).to(x.scalar_type());
+  }
   at::Tensor y = x.to(compute);
   if (signs_.defined() && !inverse) y = y * signs_.to(y.options());
   // Row vectors times A ⊗ B ⊗ C on the [rows, a, b, c] view: multiply the last axis by its factor
   // (one plain GEMM), then move that axis to the front; after every factor the axes are back in
   // order. The inverse multiplies by (A ⊗ B ⊗ C)ᵀ = Aᵀ ⊗ Bᵀ ⊗ Cᵀ.
-  const int64_t rows = x.numel() / n_;  // explicit, so empty inputs reshape too
   for (auto it = factors_.rbegin(); it != factors_.rend(); ++it) {
     const int64_t f = it->size(0);
     at::Tensor g = it->to(y.options());

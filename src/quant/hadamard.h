@@ -34,7 +34,9 @@ class HadamardTransform {
 
   int64_t size() const { return n_; }
   // y = (x ⊙ s) H / sqrt(n) over the last dim. fp32/fp64 inputs are computed in their own dtype,
-  // fp16/bf16 in fp32 (as QuaRot's --fp32_had) and cast back.
+  // fp16/bf16 in fp32 (as QuaRot's --fp32_had) and cast back. For n = 2^m on the CPU in fp32,
+  // outside autograd, it is the fast Walsh-Hadamard transform (kernels/cpu/fwht.h); otherwise
+  // the factors are plain GEMMs (differentiable, any device, and faster with a Paley core).
   at::Tensor apply(const at::Tensor& x) const;
   // x -> (x Hᵀ / sqrt(n)) ⊙ s, so apply_inverse(apply(x)) == x.
   at::Tensor apply_inverse(const at::Tensor& x) const;
@@ -55,6 +57,7 @@ class HadamardTransform {
   int64_t n_ = 0;
   at::Tensor signs_;                 // fp32 [n] or undefined
   std::vector<at::Tensor> factors_;  // ±1 fp32 Kronecker factors, outermost first
+  bool has_core_ = false;            // n = K * 2^m with a Paley core K > 1
 };
 
 }  // namespace loopq::quant

@@ -42,7 +42,9 @@ TEST(PackedKernels, ActivationCodesMatchFakeQuant) {
       }
 }
 
-// fwht == HadamardTransform::apply (and apply_inverse), sizes K * 2^m with Paley cores.
+// HadamardTransform::apply on the CPU is the fwht kernel, bit for bit, at n = 2^m; the fwht
+// kernel, apply and the factored GEMM (under autograd, or with a Paley core) all match the dense
+// fp64 matrix. Sizes K * 2^m with Paley cores.
 TEST(PackedKernels, FwhtMatchesHadamardTransform) {
   for (int64_t n : {64, 96, 704, 2048, 5632}) {
     for (bool signs : {false, true}) {
@@ -56,15 +58,23 @@ TEST(PackedKernels, FwhtMatchesHadamardTransform) {
         core.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
       }
       const at::Tensor x = at::randn({3, n});
+      const at::Tensor dense = at::matmul(x.to(at::kDouble), h.matrix());
       const at::Tensor ref = h.apply(x);
+      EXPECT_LT(max_abs(ref.to(at::kDouble) - dense), 1e-5 * max_abs(dense)) << "n " << n;
+      const at::Tensor xg = x.clone().set_requires_grad(true);
+      const at::Tensor gemm = h.apply(xg);  // the differentiable path
+      EXPECT_TRUE(gemm.requires_grad());
+      EXPECT_LT(max_abs(gemm.detach().to(at::kDouble) - dense), 1e-5 * max_abs(dense)) << "n " << n;
       at::Tensor y = x.clone();
       const at::Tensor s = signs ? h.signs().contiguous() : at::Tensor();
       kernels::fwht(y.data_ptr<float>(), 3, n, n, core.empty() ? nullptr : core.data(), k,
                     signs ? s.data_ptr<float>() : nullptr);
-      EXPECT_LT(max_abs(y - ref), 1e-5 * max_abs(ref)) << "n " << n;
+      EXPECT_LT(max_abs(y.to(at::kDouble) - dense), 1e-5 * max_abs(dense)) << "n " << n;
+      if (k == 1) EXPECT_TRUE(y.equal(ref)) << "n " << n;
       kernels::fwht(y.data_ptr<float>(), 3, n, n, core.empty() ? nullptr : core.data(), k,
                     signs ? s.data_ptr<float>() : nullptr, true);
-      EXPECT_LT(max_abs(y - h.apply_inverse(ref)), 1e-5 * max_abs(x)) << "n " << n;
+      if (k == 1) EXPECT_TRUE(y.equal(h.apply_inverse(ref))) << "n " << n;
+      EXPECT_LT(max_abs(y - x), 1e-5 * max_abs(x)) << "n " << n;
     }
   }
 }

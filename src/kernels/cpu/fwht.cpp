@@ -21,7 +21,9 @@ void fwht(float* x, int64_t rows, int64_t n, int64_t ld, const float* hk, int64_
   const int64_t b = n / k;
   // HadamardTransform::run multiplies by the double 1/sqrt(n), rounded to float, at the end.
   const float norm = float(1.0 / std::sqrt(double(n)));
-  std::vector<float> col(static_cast<size_t>(k)), out(static_cast<size_t>(k));
+  std::vector<float> out(k > 1 ? static_cast<size_t>(n) : 0);
+  // Every loop below has independent, contiguous inner iterations, so the compiler vectorizes
+  // them without changing any single rounding: the result does not depend on the ISA.
   for (int64_t r = 0; r < rows; ++r) {
     float* v = x + r * ld;
     if (signs && !inverse)
@@ -38,17 +40,23 @@ void fwht(float* x, int64_t rows, int64_t n, int64_t ld, const float* hk, int64_
             u[j + h] = a - c;
           }
     }
-    if (k > 1)
-      for (int64_t j = 0; j < b; ++j) {
-        for (int64_t a = 0; a < k; ++a) col[size_t(a)] = v[a * b + j];
-        for (int64_t i = 0; i < k; ++i) {
-          float s = 0.0f;
-          for (int64_t a = 0; a < k; ++a) s += col[size_t(a)] * (inverse ? hk[i * k + a] : hk[a * k + i]);
-          out[size_t(i)] = s;
+    if (k > 1) {
+      // out[i, :] = sum over a, in order, of ±v[a, :]: a sign flip and an add, no multiply.
+      for (int64_t i = 0; i < k; ++i) {
+        float* o = out.data() + i * b;
+        for (int64_t j = 0; j < b; ++j) o[j] = 0.0f;
+        for (int64_t a = 0; a < k; ++a) {
+          const float* src = v + a * b;
+          if ((inverse ? hk[i * k + a] : hk[a * k + i]) > 0)
+            for (int64_t j = 0; j < b; ++j) o[j] += src[j];
+          else
+            for (int64_t j = 0; j < b; ++j) o[j] -= src[j];
         }
-        for (int64_t i = 0; i < k; ++i) v[i * b + j] = out[size_t(i)];
       }
-    for (int64_t i = 0; i < n; ++i) v[i] *= norm;
+      for (int64_t i = 0; i < n; ++i) v[i] = out[size_t(i)] * norm;
+    } else {
+      for (int64_t i = 0; i < n; ++i) v[i] *= norm;
+    }
     if (signs && inverse)
       for (int64_t i = 0; i < n; ++i) v[i] *= signs[i];
   }
