@@ -10,16 +10,18 @@ runs = {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))}
 family = lambda stem: "-".join(stem.split("-")[:2])
 order = ["fp32", "rtn-w8a8", "rtn-w4a8", "quarot-rtn-w4a4"]
 rank = lambda stem: (family(stem), next((i for i, f in enumerate(order) if stem.endswith(f)), 99))
-print("| model | linears | loops | prefill tok/s | decode tok/s | decode vs fp32 | MB streamed/token | % of bandwidth limit | KV bytes/token | peak RSS GB |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| model | linears | loops | prefill tok/s | decode tok/s | decode vs fp32 | MB streamed/token | % of bandwidth limit | % of limit, interleaved | KV bytes/token | peak RSS GB |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for stem in sorted(runs, key=rank):
     r = runs[stem]
     base = runs.get(family(stem) + "-fp32")
     for lp in r["loops"]:
         ref = next((x for x in base["loops"] if x["loops"] == lp["loops"]), None) if base else None
         speedup = f"{lp['decode_tok_s'] / ref['decode_tok_s']:.2f}x" if ref else "-"
+        inter = f"{100 * lp['fraction_of_limit_interleaved']:.1f}%" if "fraction_of_limit_interleaved" in lp else "-"
         print(f"| {stem} | {r['linear_kind']} | {lp['loops']} | {lp['prefill_tok_s']:.1f} | {lp['decode_tok_s']:.3f} | "
               f"{speedup} | {lp['bytes_streamed_per_token'] / 1e6:.1f} | {100 * lp['fraction_of_limit']:.1f}% | "
+              f"{inter} | "
               f"{lp['kv_bytes_per_token']:,} | {r['peak_rss_bytes'] / 1e9:.2f} |")
 if runs:
     r = next(iter(runs.values()))
