@@ -25,6 +25,7 @@
 #include "cli/bench/timing.h"
 #include "cli/bench/q4_0_ref.h"
 #include "cli/commands.h"
+#include "kernels/cpu/fwht.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
 #include "quant/hadamard.h"
@@ -405,13 +406,18 @@ int cmd_bench(int argc, char** argv) {
 
   // What W4A4 adds to a linear: the online rotation of its input (QuaRot's down_proj input is a
   // full Hadamard of the intermediate size, o_proj's one across heads).
-  std::printf("\nOnline rotation (x -> (x * s) H / sqrt(n)): fwht = HadamardTransform::apply on the CPU, the\n"
-              "fast Walsh-Hadamard kernel; factored GEMM = the same Kronecker factors as libtorch GEMMs\n");
+  std::printf("\nOnline rotation (x -> (x * s) H / sqrt(n)): fwht = the fast Walsh-Hadamard kernel (one thread) on a copy of\n"
+              "the rows; factored GEMM = the same Kronecker factors as libtorch GEMMs; * = what\n"
+              "HadamardTransform::apply runs at this size (fwht for 2^m, the GEMMs with a Paley core)\n");
   std::printf("%-6s %6s %-15s %11s\n", "n", "rows", "method", "us/call");
   for (const int64_t n : {int64_t(2048), int64_t(5632)}) {
     const quant::HadamardTransform h(n, quant::random_signs(n, 1));
     std::vector<at::Tensor> factors;
     for (const int64_t f : h.factor_sizes()) factors.push_back(quant::hadamard_matrix(f).to(at::kFloat));
+    const std::vector<int64_t> fs = h.factor_sizes();
+    const int64_t core = !fs.empty() && (fs[0] & (fs[0] - 1)) != 0 ? fs[0] : 1;
+    const at::Tensor core_matrix = quant::hadamard_matrix(core).to(at::kFloat).contiguous();
+    const at::Tensor signs = h.signs().contiguous();
     for (const int64_t rows : {int64_t(1), gemm_rows}) {
       const at::Tensor x = at::randn({rows, n});
       auto factored = [&] {
@@ -422,10 +428,17 @@ int cmd_bench(int argc, char** argv) {
         }
         return y.reshape({rows, n}) * (1.0 / std::sqrt(double(n)));
       };
-      if (!factored().allclose(h.apply(x), 1e-4, 1e-5)) throw Error("bench: the factored rotation disagrees with fwht");
+      auto fwht = [&] {
+        at::Tensor y = x.clone();
+        k::fwht(y.data_ptr<float>(), rows, n, n, core > 1 ? core_matrix.data_ptr<float>() : nullptr, core,
+                signs.data_ptr<float>());
+        return y;
+      };
+      if (!factored().allclose(fwht(), 1e-4, 1e-5)) throw Error("bench: the factored rotation disagrees with fwht");
       const int calls = rows == 1 ? 200 : 4;
-      const std::vector<Pass> passes = {{"fwht", [&] { for (int c = 0; c < calls; ++c) h.apply(x); }},
-                                        {"factored GEMM", [&] { for (int c = 0; c < calls; ++c) factored(); }}};
+      const std::vector<Pass> passes = {{core == 1 ? "fwht *" : "fwht", [&] { for (int c = 0; c < calls; ++c) fwht(); }},
+                                        {core == 1 ? "factored GEMM" : "factored GEMM *",
+                                         [&] { for (int c = 0; c < calls; ++c) factored(); }}};
       const std::vector<double> t = medians(interleaved(passes, reps));
       for (size_t i = 0; i < passes.size(); ++i)
         std::printf("%-6lld %6lld %-15s %11.1f\n", (long long)n, (long long)rows, passes[i].name.c_str(), t[i] / calls * 1e6);
