@@ -184,28 +184,24 @@ at::Tensor QuantLinear::forward(const at::Tensor& x, int loop) const {
   // Inference takes the exact integer product; training keeps the differentiable dequantized one.
   if (!differentiable(x) && exact_product_supported()) {
     if (!weight_gain_.defined()) return integer_product(x, loop, weight_.codes, weight_.params);
-    // Mid-learning (a validation checkpoint): the codes and scales end_weight_learning would bake.
-    const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
-    const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
-    const QParams p{(weight_.params.scale * weight_gain_).detach(), weight_.params.zero};
-    const at::Tensor codes = fp_weight_.defined()
-                                 ? quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), p, weight_.grid)
-                                 : weight_.codes;
-    return integer_product(x, loop, codes, p);
+    const QuantizedWeight w = learned_weight();  // mid-learning: a validation checkpoint
+    return integer_product(x, loop, w.codes, w.params);
   }
   const at::Tensor& w = weight_gain_.defined() ? current_weight() : w_hat_;
   return apply_output_affine(at::linear(prepare_input(x, rotation_, act_, &adapt_, loop), w, bias_), adapt_, loop);
 }
 
-at::Tensor QuantLinear::current_weight() const {
+QuantizedWeight QuantLinear::learned_weight() const {
   const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
   const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
-  const QParams p{weight_.params.scale * weight_gain_, weight_.params.zero};
-  const at::Tensor codes = fp_weight_.defined()
-                               ? quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), p, weight_.grid)
-                               : weight_.codes.reshape({rows, cols / gs, gs});
-  return dequantize(codes, p).reshape({rows, cols});
+  QuantizedWeight w = weight_;
+  w.params.scale = weight_.params.scale * weight_gain_;
+  if (fp_weight_.defined())
+    w.codes = quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), w.params, weight_.grid).reshape({rows, cols});
+  return w;
 }
+
+at::Tensor QuantLinear::current_weight() const { return learned_weight().dequantized(); }
 
 at::Tensor QuantLinear::begin_weight_learning(const at::Tensor& fp_weight) {
   if (fp_weight.defined() && fp_weight.sizes() != weight_.codes.sizes())
@@ -218,11 +214,8 @@ at::Tensor QuantLinear::begin_weight_learning(const at::Tensor& fp_weight) {
 void QuantLinear::end_weight_learning() {
   if (!weight_gain_.defined()) return;
   at::NoGradGuard no_grad;
-  const int64_t rows = weight_.codes.size(0), cols = weight_.codes.size(1);
-  const int64_t gs = weight_.group_size > 0 ? weight_.group_size : cols;
-  weight_.params.scale = (weight_.params.scale * weight_gain_).detach();
-  if (fp_weight_.defined())
-    weight_.codes = quantize_codes(fp_weight_.reshape({rows, cols / gs, gs}), weight_.params, weight_.grid).reshape({rows, cols});
+  weight_ = learned_weight();
+  weight_.params.scale = weight_.params.scale.detach();
   weight_gain_ = fp_weight_ = at::Tensor();
   w_hat_ = weight_.dequantized().contiguous();
 }

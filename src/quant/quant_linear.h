@@ -103,7 +103,10 @@ class QuantLinear final : public LinearOp {
   // codes x codes summed exactly, the scales applied in the packed kernels' epilogue order, so
   // that no BLAS, thread count or machine can move a result (and through it the next code).
   at::Tensor integer_product(const at::Tensor& x, int loop, const at::Tensor& codes, const QParams& params) const;
-  at::Tensor current_weight() const;  // dequantized weight under the learned factor
+  // The codes and scales under the learned factor (what end_weight_learning bakes), and their
+  // dequantized weight (differentiable in the factor).
+  QuantizedWeight learned_weight() const;
+  at::Tensor current_weight() const;
   QuantizedWeight weight_;
   ActQuant act_;
   InputRotation rotation_;
