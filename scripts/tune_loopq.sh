@@ -29,11 +29,8 @@ VALID_WINDOWS=${VALID_WINDOWS:-16}
 VALID_EVERY=${VALID_EVERY:-10}
 THREADS=${THREADS:-0}
 LOOPQ=${LOOPQ:-build/loopq}
-[[ -x $LOOPQ ]] || bash scripts/build.sh
-mkdir -p "$OUT"
-work=$(mktemp -d "${TMPDIR:-/tmp}/loopq-tune.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 
+# Bad settings fail before anything is built, created or quantized.
 case $CONFIG in
   w4a4) config_flags=(--w-bits 4 --a-bits 4) ;;
   w4a4kv4) config_flags=(--w-bits 4 --a-bits 4 --kv-bits 4) ;;
@@ -44,6 +41,10 @@ for row in $ROWS; do
   [[ $row == learned-static || ($row == loopq-* && $row == *D*) ]] ||
     { echo "tune_loopq.sh: row '$row' has no optimization to tune (learned-static or loopq-...D)" >&2; exit 2; }
 done
+[[ -x $LOOPQ ]] || bash scripts/build.sh
+mkdir -p "$OUT"
+work=$(mktemp -d "${TMPDIR:-/tmp}/loopq-tune.XXXXXX")
+trap 'rm -rf "$work"' EXIT
 
 for mode in $MODES; do
   for row in $ROWS; do

@@ -127,6 +127,12 @@ expect_ok kernels-fallback eval ppl --model "$tmp/q-g16" --file "$tmp/test.txt" 
 check kernels-fallback-notice grep -q "packed kernels do not run 3-bit weights (the kernels take 4 or 8); using the reference" "$tmp/err"
 expect_ok kernels-generate generate --model "$tmp/l-static" --prompt "It was" --max-new-tokens 5 --kernels packed
 expect_error kernels-bad --match "unknown --kernels 'fast'" eval ppl --model "$tmp/q-rtn" --file "$tmp/test.txt" --kernels fast
+# scripts/tune_loopq.sh refuses bad settings in one line, exit 2, and creates no output folder.
+for bad in "CONFIG=w9|CONFIG must be" "ROWS=loopq-ABC|has no optimization to tune"; do
+  setting=${bad%%|*}
+  check "tune-bad-${setting%%=*}" bash -c "! env $setting OUT='$tmp/tune-out' LOOPQ='$loopq' bash '$repo/scripts/tune_loopq.sh' 2>'$tmp/tune.err'; \
+    [[ \$? == 0 ]] && [[ \$(wc -l <'$tmp/tune.err') == 1 ]] && grep -q '${bad#*|}' '$tmp/tune.err' && [[ ! -e '$tmp/tune-out' ]]"
+done
 # Same command, same bytes (determinism).
 expect_ok repeat quantize --model "$tmp/m" --method quarot-gptq --w-bits 4 --a-bits 4 --kv-bits 4 \
   --kv-group-size 16 "${calib[@]}" -o "$tmp/q-again"
