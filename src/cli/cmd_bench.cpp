@@ -27,7 +27,7 @@
 #include "cli/commands.h"
 #include "kernels/cpu/fwht.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 #include "quant/hadamard.h"
 #include "util/error.h"
 
@@ -211,7 +211,7 @@ struct Q40Pool {
     const int tasks = int((out + 127) / 128);
     for (auto& w : ws) {
       q40::quantize_q8_0(x.data(), in, xq.data());  // ggml quantizes the activation per call too
-      k::parallel_for(threads, tasks, [&](int i) {
+      parallel_for(threads, tasks, [&](int i) {
         q40::gemv(w.data(), xq.data(), in, y.data(), i * 128, std::min<int64_t>(out, (i + 1) * 128));
       });
     }

@@ -1,5 +1,7 @@
 #include "model/generate.h"
 
+#include <ATen/core/grad_mode.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -51,6 +53,7 @@ std::vector<int64_t> generate(const OuroModel& model, const std::vector<int64_t>
                               const GenerateOptions& opt,
                               const std::function<bool(int64_t)>& on_token, GenerateStats* stats) {
   if (prompt.empty()) throw Error("generate: empty prompt");
+  at::NoGradGuard no_grad;  // generation never differentiates (and takes the plain decode step)
   using clock = std::chrono::steady_clock;
   Sampler sampler(opt.sampling);
   const int64_t loops = model.resolve_loops(opt.forward.loops);

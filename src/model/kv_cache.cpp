@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include "model/decode_math.h"
 #include "util/error.h"
 
 namespace loopq {
@@ -67,20 +68,29 @@ at::Tensor KVCache::begin_step(const at::Tensor& new_mask) {
   return positions;
 }
 
-std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t slot, const at::Tensor& k,
-                                                  const at::Tensor& v) {
+void KVCache::store(int64_t slot, const at::Tensor& k, const at::Tensor& v) {
   if (step_tokens_ < 0) throw Error("KVCache: append outside a step");
   if (slot < 0 || slot >= num_slots()) throw Error("KVCache: slot out of range");
   if (slot_length_[slot] != length_)
     throw Error("KVCache: slot " + std::to_string(slot) + " written twice in one step");
-  const int64_t n = length_ + step_tokens_;
+  if (k.size(2) != step_tokens_ || v.size(2) != step_tokens_)
+    throw Error("KVCache: append of " + std::to_string(k.size(2)) + " tokens in a step of " +
+                std::to_string(step_tokens_));
   if (codec_) {
-    if (k.size(2) != step_tokens_ || v.size(2) != step_tokens_)
-      throw Error("KVCache: append of " + std::to_string(k.size(2)) + " tokens in a step of " +
-                  std::to_string(step_tokens_));
     codec_->encode(k, length_, key_planes_[slot]);
     codec_->encode(v, length_, value_planes_[slot]);
-    slot_length_[slot] = n;
+  } else {
+    keys_[slot].narrow(2, length_, step_tokens_).copy_(k);
+    values_[slot].narrow(2, length_, step_tokens_).copy_(v);
+  }
+  slot_length_[slot] = length_ + step_tokens_;
+}
+
+std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t slot, const at::Tensor& k,
+                                                  const at::Tensor& v) {
+  store(slot, k, v);
+  const int64_t n = slot_length_[slot];
+  if (codec_) {
     if (!key_buffer_.defined()) {
       key_buffer_ = at::empty({batch_, kv_heads_, capacity_, head_dim_}, options_.dtype(at::kFloat));
       value_buffer_ = at::empty({batch_, kv_heads_, capacity_, head_dim_}, options_.dtype(at::kFloat));
@@ -89,10 +99,30 @@ std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t slot, const at::Tensor
     codec_->decode(value_planes_[slot], n, value_buffer_);
     return {key_buffer_.narrow(2, 0, n), value_buffer_.narrow(2, 0, n)};
   }
-  keys_[slot].narrow(2, length_, step_tokens_).copy_(k);
-  values_[slot].narrow(2, length_, step_tokens_).copy_(v);
-  slot_length_[slot] = n;
   return {keys_[slot].narrow(2, 0, n), values_[slot].narrow(2, 0, n)};
+}
+
+void KVCache::attend_one(int64_t slot, const float* q, int64_t group, const bool* allowed,
+                         float scale, float* out, int threads) const {
+  if (slot < 0 || slot >= num_slots()) throw Error("KVCache: slot out of range");
+  if (batch_ != 1) throw Error("KVCache: attend_one takes a batch of one sequence");
+  const int64_t len = slot_length_[slot], hd = head_dim_;
+  if (!options_.device().is_cpu()) throw Error("KVCache: attend_one runs on the CPU");
+  if (codec_) {
+    const auto& kp = key_planes_[slot];
+    const auto& vp = value_planes_[slot];
+    const decode::HeadRows decoded = [&](int kv, int64_t head, int64_t t0, int64_t count, float* scratch) {
+      codec_->decode_head(kv == 0 ? kp : vp, 0, head, t0, count, scratch);
+      return static_cast<const float*>(scratch);
+    };
+    decode::attend_one(q, kv_heads_, group, hd, len, allowed, scale, decoded, out, threads);
+    return;
+  }
+  const at::Tensor& k = keys_[slot];
+  const at::Tensor& v = values_[slot];
+  if (k.scalar_type() != at::kFloat) throw Error("KVCache: attend_one reads fp32 storage");
+  decode::attend_one(q, kv_heads_, group, hd, k.data_ptr<float>(), v.data_ptr<float>(),
+                     k.stride(1), len, allowed, scale, out, threads);
 }
 
 void KVCache::end_step() {

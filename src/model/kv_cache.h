@@ -38,6 +38,13 @@ class KVCache {
   // K and V [B, KVH, length + S, hd]. With a codec they are views of the shared dequantization
   // buffer, valid until the next append.
   std::pair<at::Tensor, at::Tensor> append(int64_t slot, const at::Tensor& k, const at::Tensor& v);
+  // append without reading the slot back (for attend_one).
+  void store(int64_t slot, const at::Tensor& k, const at::Tensor& v);
+  // Single-query attention (model/decode_math.h) of q [kv_heads * group, head_dim] (fp32,
+  // contiguous; batch 1) over every token the slot holds, read in place from fp32 storage or a
+  // block at a time from a codec's codes: the same values as attention over append's K/V.
+  void attend_one(int64_t slot, const float* q, int64_t group, const bool* allowed, float scale,
+                  float* out, int threads) const;
   // Key validity [B, length + S] for the step in progress (past and new positions).
   const at::Tensor& step_key_mask() const { return step_key_mask_; }
   // Ends the step; checks every slot was written exactly once.

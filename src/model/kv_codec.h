@@ -22,6 +22,11 @@ class KVCodec {
   virtual void encode(const at::Tensor& x, int64_t pos, std::vector<at::Tensor>& planes) const = 0;
   // Reads tokens [0, length) back into out [B, KVH, >= length, hd] (fp32, contiguous).
   virtual void decode(const std::vector<at::Tensor>& planes, int64_t length, at::Tensor& out) const = 0;
+  // Tokens [t0, t0 + count) of sequence b, kv head `head`, into out [count, head_dim] (fp32,
+  // contiguous): the values decode() writes for them, bit for bit. Lets attention read the
+  // codes a block at a time instead of a decoded copy of the slot.
+  virtual void decode_head(const std::vector<at::Tensor>& planes, int64_t b, int64_t head,
+                           int64_t t0, int64_t count, float* out) const = 0;
   // Bytes one token of one sequence takes in the planes (one of K or V, scales included).
   virtual int64_t bytes_per_token() const = 0;
 };

@@ -1,9 +1,13 @@
 #include "model/ouro_model.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "model/decode_math.h"
 #include "util/error.h"
 
 namespace loopq {
@@ -139,10 +143,80 @@ at::Tensor OuroModel::readout(const at::Tensor& state, int loop, LoopHooks* hook
   return run_linear(weights_.lm_head, state, loop, -1, LinearSite::LMHead, hooks);
 }
 
+bool OuroModel::decode_layer(const at::Tensor& x, int loop, int layer, const at::Tensor& cos,
+                             const at::Tensor& sin, const at::Tensor& allowed, KVCache* cache,
+                             at::Tensor& out) const {
+  const LayerWeights& L = weights_.layers[layer];
+  auto plain = [](const at::Tensor& t) {
+    return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous();
+  };
+  auto cpu = [](const at::Tensor& t) { return t.defined() && t.device().is_cpu(); };
+  if (!plain(x) || x.size(0) != 1 || x.size(1) != 1 || !cpu(L.input_norm) ||
+      !cpu(L.attn_out_norm) || !cpu(L.ffn_in_norm) || !cpu(L.ffn_out_norm))
+    return false;
+  // A bf16 norm weight widens exactly, as ATen's type promotion does in rms_norm().
+  auto f32 = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
+  const at::Tensor w_in = f32(L.input_norm), w_attn = f32(L.attn_out_norm);
+  const at::Tensor w_ffn_in = f32(L.ffn_in_norm), w_ffn_out = f32(L.ffn_out_norm);
+  const double eps = config_.rms_norm_eps;
+  const int64_t d = config_.hidden_size, H = config_.num_heads, KVH = config_.num_kv_heads;
+  const int64_t hd = config_.head_dim;
+  auto fp = [](const at::Tensor& t) { return t.data_ptr<float>(); };
+  auto linear = [&](const LinearPtr& op, const at::Tensor& in) {
+    at::Tensor y = op->forward(in, loop);
+    return y.scalar_type() == at::kFloat ? y.contiguous() : y.to(at::kFloat).contiguous();
+  };
+
+  at::Tensor h = at::empty_like(x);
+  decode::rms_norm(fp(x), fp(w_in), d, eps, fp(h));
+  at::Tensor q = linear(L.q, h), k = linear(L.k, h), v = linear(L.v, h);
+  const at::Tensor c = cos.contiguous(), s = sin.contiguous();  // [1, 1, 1, hd]
+  at::Tensor qr = at::empty({1, H, 1, hd}, x.options()), kr = at::empty({1, KVH, 1, hd}, x.options());
+  decode::rope(fp(q), H, hd, fp(c), fp(s), fp(qr));
+  decode::rope(fp(k), KVH, hd, fp(c), fp(s), fp(kr));
+  q = qr, k = kr, v = v.view({1, 1, KVH, hd}).transpose(1, 2);
+  if (attention_transform_) {
+    if (cache && cache->codec()) attention_transform_->apply_unquantized(loop, layer, q, k, v);
+    else attention_transform_->apply(loop, layer, q, k, v);
+  }
+  q = q.to(at::kFloat).contiguous();
+  at::Tensor attn = at::empty({1, 1, H * hd}, x.options());
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const at::Tensor mask = allowed.contiguous();
+  const int threads = at::get_num_threads();
+  if (cache) {
+    const int64_t slot = cache->slot(loop, layer);
+    cache->store(slot, k, v);
+    cache->attend_one(slot, fp(q), H / KVH, mask.data_ptr<bool>(), scale, fp(attn), threads);
+  } else {  // a single token without a cache attends to itself
+    const at::Tensor kc = k.to(at::kFloat).contiguous(), vc = v.to(at::kFloat).contiguous();
+    decode::attend_one(fp(q), KVH, H / KVH, hd, fp(kc), fp(vc), hd, 1, mask.data_ptr<bool>(), scale,
+                       fp(attn), threads);
+  }
+
+  at::Tensor o = linear(L.o, attn);
+  at::Tensor x1 = at::empty_like(x);
+  decode::add_rms_norm(fp(x), fp(o), fp(w_attn), d, eps, fp(x1));
+  at::Tensor m = at::empty_like(x);
+  decode::rms_norm(fp(x1), fp(w_ffn_in), d, eps, fp(m));
+  at::Tensor g = linear(L.gate, m), u = linear(L.up, m);
+  at::Tensor gu = at::empty_like(g);
+  decode::silu_mul(fp(g), fp(u), g.numel(), fp(gu));
+  at::Tensor dn = linear(L.down, gu);
+  out = at::empty_like(x);
+  decode::add_rms_norm(fp(x1), fp(dn), fp(w_ffn_out), d, eps, fp(out));
+  ++fast_decode_layers_;
+  return true;
+}
+
 at::Tensor OuroModel::layer_forward(const at::Tensor& x, int loop, int layer,
                                     const at::Tensor& cos, const at::Tensor& sin,
                                     const at::Tensor& allowed, KVCache* cache,
                                     LoopHooks* hooks) const {
+  if (fast_decode_ && !hooks && !at::GradMode::is_enabled()) {
+    at::Tensor out;
+    if (decode_layer(x, loop, layer, cos, sin, allowed, cache, out)) return out;
+  }
   const LayerWeights& L = weights_.layers[layer];
   const double eps = config_.rms_norm_eps;
   const int64_t B = x.size(0), S = x.size(1);

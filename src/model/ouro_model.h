@@ -77,6 +77,12 @@ class OuroModel {
   // Packed KV caches on or off (off: make_cache always stores fp32, the fake-quant reference).
   void set_packed_kv(bool on) { packed_kv_ = on; }
   bool packed_kv() const { return packed_kv_; }
+  // The plain-loop decode step (model/decode_math.h) for one-token CPU fp32 steps without
+  // autograd or hooks; off: every step runs the ATen ops (the reference the tests compare with).
+  void set_fast_decode(bool on) { fast_decode_ = on; }
+  bool fast_decode() const { return fast_decode_; }
+  // (loop, layer) steps this model has run through the plain decode step (for tests).
+  int64_t fast_decode_layers() const { return fast_decode_layers_; }
   int64_t resolve_loops(int64_t loops) const { return loops > 0 ? loops : config_.total_ut_steps; }
   // Loop `loop`'s normed state from the residual stream h: model.norm, or the per-loop alignment.
   at::Tensor loop_state(const at::Tensor& h, int loop) const;
@@ -109,12 +115,19 @@ class OuroModel {
   at::Tensor layer_forward(const at::Tensor& x, int loop, int layer, const at::Tensor& cos,
                            const at::Tensor& sin, const at::Tensor& allowed, KVCache* cache,
                            LoopHooks* hooks) const;
+  // layer_forward for one token of one sequence through decode_math; false (nothing done)
+  // when the step does not qualify.
+  bool decode_layer(const at::Tensor& x, int loop, int layer, const at::Tensor& cos,
+                    const at::Tensor& sin, const at::Tensor& allowed, KVCache* cache,
+                    at::Tensor& out) const;
 
   LoopLMConfig config_;
   OuroWeights weights_;
   at::Tensor inv_freq_;  // [hd/2] rotary frequencies
   std::shared_ptr<const AttentionTransform> attention_transform_;
   bool packed_kv_ = true;
+  bool fast_decode_ = true;
+  mutable int64_t fast_decode_layers_ = 0;
   mutable bool kv_notice_given_ = false;
 };
 

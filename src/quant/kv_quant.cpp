@@ -92,6 +92,22 @@ void KVPackedCodec::decode(const std::vector<at::Tensor>& planes, int64_t length
                              o + b * kv_heads_ * ocap * head_dim_, head_dim_, head_dim_, ocap * head_dim_);
 }
 
+void KVPackedCodec::decode_head(const std::vector<at::Tensor>& planes, int64_t b, int64_t head,
+                                int64_t t0, int64_t count, float* out) const {
+  const int64_t B = planes[0].size(0), cap = planes[0].size(1);
+  if (b < 0 || b >= B || head < 0 || head >= kv_heads_ || t0 < 0 || count < 0 || t0 + count > cap)
+    throw Error("packed KV cache: head read outside the planes");
+  const int64_t cb = format_.code_bytes(), G = format_.groups();
+  const uint8_t* codes = planes[0].data_ptr<uint8_t>();
+  const float* scales = planes[1].data_ptr<float>();
+  const float* zeros = format_.has_zero ? planes[2].data_ptr<float>() : nullptr;
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t r = b * cap + t0 + t;
+    kernels::kv_dequant_segment(format_, codes + r * cb, scales + r * G, zeros ? zeros + r * G : nullptr,
+                                head * head_dim_, head_dim_, out + t * head_dim_);
+  }
+}
+
 at::Tensor KVFakeQuant::quantize(const at::Tensor& x) const {
   const int64_t B = x.size(0), S = x.size(2);
   at::Tensor flat = x.transpose(1, 2).reshape({B, S, kv_heads_ * head_dim_});

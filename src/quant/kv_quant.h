@@ -40,6 +40,8 @@ class KVPackedCodec final : public KVCodec {
                                       const at::TensorOptions& options) const override;
   void encode(const at::Tensor& x, int64_t pos, std::vector<at::Tensor>& planes) const override;
   void decode(const std::vector<at::Tensor>& planes, int64_t length, at::Tensor& out) const override;
+  void decode_head(const std::vector<at::Tensor>& planes, int64_t b, int64_t head, int64_t t0,
+                   int64_t count, float* out) const override;
   int64_t bytes_per_token() const override { return format_.row_bytes(); }
   const kernels::KVRowFormat& format() const { return format_; }
 

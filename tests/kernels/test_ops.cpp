@@ -11,7 +11,7 @@
 
 #include "helpers.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::kernels::test {

@@ -3,6 +3,8 @@
 // of the closed-form formula.
 #include <gtest/gtest.h>
 
+#include <ATen/core/grad_mode.h>
+
 #include <random>
 #include <tuple>
 
@@ -102,6 +104,32 @@ TEST_P(PackedKV, GreedyGenerationsAreIdentical) {
   const std::vector<int64_t> b = generate(m, prompt, go);
   EXPECT_EQ(a, b);
   EXPECT_EQ(int64_t(a.size()), 12);
+}
+
+// One sequence decodes through the plain decode step, whose attention reads the codes a block
+// at a time: the same bits as the fp32 cache of fake-quantized K/V (whose in-place attention
+// DecodeMath checks against ATen). Against the ATen step itself there is no tight bound: fp32
+// rounding differences in q/k/v flip K/V codes.
+TEST_P(PackedKV, SingleSequenceDecodeReadsTheCodesBitForBit) {
+  const auto [bits, sym, group] = GetParam();
+  at::NoGradGuard no_grad;
+  OuroModel m = kv_model(spec_of(bits, sym, group), 7);
+  KVCache packed = m.make_cache(1, 2, 4);
+  m.set_packed_kv(false);
+  KVCache fp32 = m.make_cache(1, 2, 4);
+  m.set_packed_kv(true);
+  const at::Tensor ids = loopq::testing::random_ids(1, 40, 23);  // > one 32-token attention block
+  m.forward(ids.narrow(1, 0, 3), all_loops(), &packed);
+  m.forward(ids.narrow(1, 0, 3), all_loops(), &fp32);
+  for (int64_t i = 3; i < 40; ++i) {
+    const int64_t before = m.fast_decode_layers();
+    ForwardResult a = m.forward(ids.narrow(1, i, 1), all_loops(), &packed);
+    ForwardResult b = m.forward(ids.narrow(1, i, 1), all_loops(), &fp32);
+    EXPECT_EQ(m.fast_decode_layers(), before + 2 * 2 * 2);
+    for (int t = 0; t < 2; ++t)
+      EXPECT_TRUE(at::equal(a.loop_logits[t], b.loop_logits[t])) << "token " << i << " loop " << t;
+  }
+  EXPECT_EQ(packed.buffer_bytes(), 0);  // no decoded copy of any slot was made
 }
 
 TEST_P(PackedKV, BytesPerTokenFollowTheFormula) {
@@ -275,6 +303,17 @@ TEST(PackedKVCodes, CodecDecodesTheFakeQuantValuesBitForBit) {
         at::Tensor out = at::full({2, 3, 8, 6}, -7.0);
         codec.decode(planes, 5, out);
         EXPECT_TRUE(at::equal(out.narrow(2, 0, 5), kf)) << bits << (sym ? " sym g" : " asym g") << group;
+        // One head's block of tokens, as attention reads it, is the same bits (groups of 9 straddle heads).
+        for (int64_t b = 0; b < 2; ++b)
+          for (int64_t h = 0; h < 3; ++h)
+            for (int64_t t0 : {0, 1, 3}) {
+              const int64_t count = 5 - t0;
+              at::Tensor block = at::full({count, 6}, -7.0);
+              codec.decode_head(planes, b, h, t0, count, block.data_ptr<float>());
+              EXPECT_TRUE(at::equal(block, kf[b][h].narrow(0, t0, count))) << b << " " << h << " " << t0;
+            }
+        EXPECT_THROW(codec.decode_head(planes, 0, 3, 0, 1, out.data_ptr<float>()), Error);
+        EXPECT_THROW(codec.decode_head(planes, 0, 0, 5, 3, out.data_ptr<float>()), Error);
         EXPECT_EQ(planes[0].size(2), bits == 4 ? 9 : 18);
         EXPECT_EQ(int64_t(planes.size()), sym ? 2 : 3);
       }

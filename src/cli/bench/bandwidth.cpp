@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::cli {
@@ -13,7 +13,7 @@ BandwidthProbe::BandwidthProbe(int t, int64_t bytes) : n(bytes / 4), buf(size_t(
 
 void BandwidthProbe::pass() {
   std::vector<float> sums(static_cast<size_t>(threads));
-  kernels::parallel_for(threads, threads, [&](int i) {
+  parallel_for(threads, threads, [&](int i) {
     // Each thread reads its quarter-ranges as 4 streams in lockstep, as a GEMV reads 4 weight
     // tiles: one sequential stream per core left this VM's memory well short (9-11 GB/s
     // against 14-19 GB/s with 4 streams, same run).

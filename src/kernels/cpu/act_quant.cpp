@@ -8,7 +8,7 @@
 #include <string>
 
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::kernels {

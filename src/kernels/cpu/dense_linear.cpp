@@ -3,7 +3,7 @@
 
 #include "kernels/cpu/impl.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 #include "util/error.h"
 
 namespace loopq::kernels {

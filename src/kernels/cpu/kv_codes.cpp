@@ -110,27 +110,45 @@ inline void dequant_run4(const uint8_t* __restrict c, int64_t j0, int64_t count,
 
 }  // namespace
 
-// -O3 for this function alone: GCC's -O2 cost model leaves these loops scalar (5x slower).
+namespace {
+
+// Dequantizes values [j0, j1) of one row to dst, split into runs that stay inside one group and
+// one segment of `seg` values (value j goes to dst_of(j)).
+template <class Dst>
+inline void dequant_span(const KVRowFormat& f, const uint8_t* c, const float* s, const float* z,
+                         int64_t j0, int64_t j1, int64_t seg, Dst dst_of) {
+  const int64_t gs = f.group;
+  while (j0 < j1) {
+    const int64_t g = j0 / gs, h = j0 / seg;
+    const int64_t end = std::min({(g + 1) * gs, (h + 1) * seg, j1});
+    const float zg = z ? z[g] : 0.0f;
+    if (f.bits == 8) dequant_run8(c + j0, end - j0, s[g], zg, f.code_offset, dst_of(j0));
+    else dequant_run4(c, j0, end - j0, s[g], zg, f.code_offset, dst_of(j0));
+    j0 = end;
+  }
+}
+
+}  // namespace
+
+// -O3 for these functions alone: GCC's -O2 cost model leaves the loops scalar (5x slower).
 __attribute__((optimize("O3"))) void kv_dequant_rows(const KVRowFormat& f, const uint8_t* codes,
                                                      const float* scales, const float* zeros,
                                                      int64_t rows, float* out, int64_t row_stride,
                                                      int64_t seg, int64_t seg_stride) {
-  const int64_t n = f.n, G = f.groups(), cb = f.code_bytes(), gs = f.group;
+  const int64_t n = f.n, G = f.groups(), cb = f.code_bytes();
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* c = codes + r * cb;
-    const float* s = scales + r * G;
-    const float* z = zeros ? zeros + r * G : nullptr;
     float* o = out + r * row_stride;
-    for (int64_t j0 = 0; j0 < n;) {
-      const int64_t g = j0 / gs, h = j0 / seg;
-      const int64_t end = std::min({(g + 1) * gs, (h + 1) * seg, n});
-      float* dst = o + h * seg_stride + (j0 - h * seg);
-      const float zg = z ? z[g] : 0.0f;
-      if (f.bits == 8) dequant_run8(c + j0, end - j0, s[g], zg, f.code_offset, dst);
-      else dequant_run4(c, j0, end - j0, s[g], zg, f.code_offset, dst);
-      j0 = end;
-    }
+    dequant_span(f, codes + r * cb, scales + r * G, zeros ? zeros + r * G : nullptr, 0, n, seg,
+                 [&](int64_t j) { return o + (j / seg) * seg_stride + j % seg; });
   }
+}
+
+__attribute__((optimize("O3"))) void kv_dequant_segment(const KVRowFormat& f, const uint8_t* codes,
+                                                        const float* scales, const float* zeros,
+                                                        int64_t begin, int64_t count, float* out) {
+  if (begin < 0 || count < 0 || begin + count > f.n) throw Error("kv codes: segment outside the row");
+  dequant_span(f, codes, scales, zeros, begin, begin + count, f.n,
+               [&](int64_t j) { return out + (j - begin); });
 }
 
 }  // namespace loopq::kernels

@@ -48,4 +48,9 @@ void kv_dequant_rows(const KVRowFormat& f, const uint8_t* codes, const float* sc
                      const float* zeros, int64_t rows, float* out, int64_t row_stride, int64_t seg,
                      int64_t seg_stride);
 
+// Values [begin, begin + count) of one row (e.g. one head's slice of a token), dequantized into
+// out[0, count): the same runs and arithmetic as kv_dequant_rows, so the same bits.
+void kv_dequant_segment(const KVRowFormat& f, const uint8_t* codes, const float* scales,
+                        const float* zeros, int64_t begin, int64_t count, float* out);
+
 }  // namespace loopq::kernels

@@ -1,4 +1,4 @@
-#include "kernels/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
@@ -16,7 +16,7 @@
 #define LOOPQ_PAUSE() std::this_thread::yield()
 #endif
 
-namespace loopq::kernels {
+namespace loopq {
 namespace {
 
 // How long an idle worker spins before it sleeps: covers the gap between the linears of one
@@ -126,4 +126,4 @@ void parallel_for(int threads, int n, const std::function<void(int)>& fn) {
   pool().run(std::min(threads, n), n, marked);
 }
 
-}  // namespace loopq::kernels
+}  // namespace loopq
