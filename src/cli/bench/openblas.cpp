@@ -16,6 +16,7 @@ std::string openblas_core() {
 }
 
 void set_openblas_threads(int n) {
+  if (std::getenv("OPENBLAS_NUM_THREADS")) return;  // the user's choice stands
   using Fn = void (*)(int);
   if (const auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
 }

@@ -14,7 +14,7 @@ std::string openblas_core();
 // silently; otherwise it returns.
 void fix_openblas_core(int argc, char** argv);
 // at::set_num_threads sets libtorch's OpenMP pool only; OpenBLAS keeps its own pthreads (all
-// cores by default). Gives it `n`.
+// cores by default). Gives it `n`, unless $OPENBLAS_NUM_THREADS says otherwise.
 void set_openblas_threads(int n);
 
 }  // namespace loopq::cli
