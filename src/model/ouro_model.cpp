@@ -163,8 +163,7 @@ bool OuroModel::decode_layer(const at::Tensor& x, int loop, int layer, const at:
   const int64_t hd = config_.head_dim;
   auto fp = [](const at::Tensor& t) { return t.data_ptr<float>(); };
   auto linear = [&](const LinearPtr& op, const at::Tensor& in) {
-    at::Tensor y = op->forward(in, loop);
-    return y.scalar_type() == at::kFloat ? y.contiguous() : y.to(at::kFloat).contiguous();
+    return op->forward(in, loop).to(at::kFloat).contiguous();  // no-ops for fp32 contiguous
   };
 
   at::Tensor h = at::empty_like(x);
