@@ -38,7 +38,7 @@ const char* kQuantizeHelp =
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
     "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 10]]\n"
-    "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--loopq-smooth]\n"
+    "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -67,15 +67,19 @@ const char* kQuantizeHelp =
     "                  runs all loops on its own states; loss = sum_t ||s~_t - s_t||^2/||s_t||^2\n"
     "                  + --opt-kl x KL(p_fp || p_q) of the final readout; GPTQ Hessians come from\n"
     "                  the quantized trajectory (earlier layers quantize their activations too;\n"
-    "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq\n"
+    "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq;\n"
+    "                  --gptq-target fp: GPTQ toward the FP model's outputs on its FP inputs (the\n"
+    "                  least-squares target of the quantized inputs, own activation rounding included)\n"
     "  learned-static  the same backbone and parameter types with one set per site for all loops,\n"
     "               learned with a layer-local loss on FP inputs (OmniQuant-style): the control for D\n"
     "  --opt-valid  validation guard for the optimization (D and learned-static alike): the first\n"
     "               --opt-valid-windows windows of --seqlen tokens of FILE (use the valid split) are\n"
     "               scored (next-token NLL of the quantized model's final readout, all loops on its\n"
-    "               own states) before the first step and every --opt-valid-every steps; the\n"
-    "               parameters of the best checkpoint are kept (step 0: the unlearned ones), and\n"
-    "               the losses and the chosen step are recorded in config.json\n"
+    "               own states) for the bare backbone (every adaptation off), before the first step\n"
+    "               and every --opt-valid-every steps; the best candidate is kept, and the losses\n"
+    "               and the choice are recorded in config.json\n"
+    "  --opt-batch/--opt-seqlen  pieces per step and their length: the calibration windows are cut\n"
+    "               into --opt-seqlen pieces, so every calibration token is used\n"
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
     "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
 
@@ -87,7 +91,7 @@ int cmd_quantize(int argc, char** argv) {
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
-             "opt-valid", "opt-valid-windows", "opt-valid-every"},
+             "opt-valid", "opt-valid-windows", "opt-valid-every", "gptq-target"},
             {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
@@ -161,10 +165,16 @@ int cmd_quantize(int argc, char** argv) {
   const int64_t valid_windows = args.get_int("opt-valid-windows", 8, 1, 1 << 20);
   qc.optimize.valid_every = args.get_int("opt-valid-every", qc.optimize.valid_every, 1, 1000000);
   const bool trajectory_gptq = loopq && qc.loopq.D && qc.loopq.gptq_weights;
-  for (const char* f : {"gptq-loop-weights", "no-trajectory-gptq"})
+  for (const char* f : {"gptq-loop-weights", "no-trajectory-gptq", "gptq-target"})
     if (!trajectory_gptq && args.has(f))
       throw Error(std::string("--") + f + " needs trajectory-aware GPTQ (loopq with component D and GPTQ weights)");
   qc.trajectory_gptq = !args.has("no-trajectory-gptq");
+  if (args.has("gptq-target")) {
+    const std::string t = args.get("gptq-target");
+    if (t != "fp" && t != "inputs") throw Error("--gptq-target must be fp or inputs, got '" + t + "'");
+    if (!qc.trajectory_gptq) throw Error("--gptq-target needs trajectory-aware GPTQ (drop --no-trajectory-gptq)");
+    qc.gptq_fp_target = t == "fp";
+  }
   if (args.has("gptq-loop-weights")) {
     const std::string list = args.get("gptq-loop-weights");
     size_t start = 0;

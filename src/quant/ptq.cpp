@@ -14,6 +14,7 @@
 #include "quant/selective_rotation.h"
 #include "quant/smoothquant.h"
 #include "quant/state_alignment.h"
+#include "quant/gptq_fp_target.h"
 #include "quant/trajectory_opt.h"
 #include "util/error.h"
 
@@ -130,6 +131,7 @@ Recipe recipe_of(const QuantConfig& cfg) {
       r.optimize = q.D;
       r.trajectory_loss = true;
       r.trajectory_gptq = q.D && q.gptq_weights && cfg.trajectory_gptq;
+      r.gptq_fp_target = r.trajectory_gptq && cfg.gptq_fp_target;
       return r;
     }
     case Method::LearnedStatic:
@@ -204,12 +206,17 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
 
   const Grid grid = weight_grid(cfg);
   auto& layers = model.weights().layers;
-  auto quantize_site = [&](LayerWeights& L, LinearSite site, const at::Tensor& hessian) {
+  // `paired`: FP-target GPTQ, whose Hessian is already in the linear's basis.
+  auto quantize_site = [&](LayerWeights& L, LinearSite site, const at::Tensor& hessian,
+                           const PairedInputStats* paired = nullptr) {
     LinearParts parts = linear_parts(L.linear(site));
     QuantizedWeight qw;
+    if (paired) {
+      parts.weight = fp_target_weight(parts.weight, *paired, cfg.percdamp);
+    }
     if (hessian.defined()) {
       at::Tensor H = hessian;
-      if (parts.rotation.active()) {  // the linear sees x M, whose Hessian is Mᵀ H M
+      if (!paired && parts.rotation.active()) {  // the linear sees x M, whose Hessian is Mᵀ H M
         at::Tensor M = parts.rotation.matrix(parts.weight.size(1)).to(H.device());
         H = at::matmul(at::matmul(M.t(), H.to(at::kDouble)), M);
       }
@@ -241,6 +248,10 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     ActQuant trajectory_act = cfg.act;
     trajectory_act.static_scale = false;
     if (!trajectory_act.enabled() || !recipe.trajectory_gptq) trajectory_act = ActQuant{};
+    // FP-target GPTQ pairs each stage's inputs with the rotated FP model's: a shallow copy, since
+    // quantizing a site replaces its linear and never changes the old one.
+    std::unique_ptr<OuroModel> fp_rotated;
+    if (recipe.gptq_fp_target) fp_rotated = std::make_unique<OuroModel>(model.config(), model.weights());
     for (size_t si = 0; si < stages.size(); ++si) {
       CalibrationOptions o;
       o.only.insert(stages[si].begin(), stages[si].end());
@@ -251,6 +262,23 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
       const auto& first = stages[si].front();
       const std::string label = "calibrate stage " + std::to_string(si + 1) + "/" + std::to_string(stages.size()) +
                                 " (layer " + std::to_string(first.first) + ")";
+      if (fp_rotated) {
+        const auto t1 = Clock::now();
+        const std::set<LayerGroup> wanted(stages[si].begin(), stages[si].end());
+        eval::Progress bar(label + " (FP target)", windows.size(0), "windows", "tok");
+        const auto paired = paired_calibration(model, *fp_rotated, windows, wanted, trajectory_act, o.loop_weights,
+                                                run.batch_size, [&](int64_t done, int64_t) {
+                                                  if (run.progress) bar.update(done, double(done * windows.size(1) * T));
+                                                });
+        if (run.progress) bar.finish();
+        report.calibration_seconds += since(t1);
+        report.calibration_passes += 1;
+        for (const auto& [l, g] : stages[si]) {
+          const PairedInputStats& ps = paired.at({l, g});
+          for (LinearSite site : sites_of(g)) quantize_site(layers[size_t(l)], site, ps.hessian, &ps);
+        }
+        continue;
+      }
       auto stats = calibrate(model, windows, o, run, label, report);
       for (const auto& [l, g] : stages[si]) {
         const at::Tensor H = stats.pooled(l, g).hessian();
@@ -260,7 +288,7 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     for (auto& L : layers)
       for (int s = 0; s < kNumLayerSites; ++s)
         if (auto* q = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get())) q->set_act(ActQuant{});
-    log(std::string(recipe.trajectory_gptq ? "trajectory " : "") + "GPTQ done: " + std::to_string(stages.size()) +
+    log(std::string(recipe.trajectory_gptq ? "trajectory " : "") + (recipe.gptq_fp_target ? "FP-target " : "") + "GPTQ done: " + std::to_string(stages.size()) +
         " calibration passes, Hessian error " + std::to_string(report.gptq_hessian_error));
   } else {
     for (auto& L : layers)
@@ -304,7 +332,9 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
         cfg.optimize_report["steps_run"] = tr.steps_run;
         cfg.optimize_report["valid"] = {{"criterion", "exit_readout_nll"}, {"steps", tr.valid_steps},
                                         {"nll", tr.valid_loss}, {"chosen_step", tr.chosen_step},
-                                        {"chosen_nll", tr.chosen_valid_loss}};
+                                        {"chosen_nll", tr.chosen_valid_loss},
+                                        {"backbone_nll", tr.backbone_valid_loss},
+                                        {"chosen", tr.chosen_backbone ? "backbone" : "step"}};
         if (!tr.stopped.empty()) cfg.optimize_report["stopped"] = tr.stopped;
       }
     });

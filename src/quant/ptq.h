@@ -41,6 +41,9 @@ struct Recipe {
   // GPTQ Hessians from the quantized trajectory: earlier layers run with their activations
   // quantized too, each loop's rows weighted by QuantConfig::gptq_loop_weights (LoopQ D).
   bool trajectory_gptq = false;
+  // ... and toward the FP model's outputs (gptq_fp_target.h): GPTQ on the least-squares target of
+  // the FP inputs' outputs, with Hessians that include each linear's own activation rounding.
+  bool gptq_fp_target = false;
   bool calibrate_acts = false, per_loop = false;
   bool fit_affine = false, align_states = false, optimize = false, trajectory_loss = false;
 };

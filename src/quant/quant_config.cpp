@@ -170,7 +170,8 @@ nlohmann::json QuantConfig::to_json() const {
     j["gptq"] = {{"percdamp", percdamp}, {"block_size", block_size}, {"act_order", act_order},
                  {"static_groups", w_group_size > 0}, {"sequential", sequential},
                  {"trajectory", method == Method::LoopQ && loopq.D && trajectory_gptq},
-                 {"loop_weights", gptq_loop_weights}};
+                 {"loop_weights", gptq_loop_weights},
+                 {"target", method == Method::LoopQ && loopq.D && trajectory_gptq && gptq_fp_target ? "fp_outputs" : "inputs"}};
   if (uses_rotation(method))
     j["rotation"] = {{"seed", rotation_seed}, {"residual", "random_hadamard_online_at_q_k_v_gate_up_inputs"},
                      {"o_proj", "per_head_v_offline_plus_online_across_heads"}, {"down_proj", "online_hadamard"}};
@@ -257,6 +258,9 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.sequential = j["gptq"].value("sequential", std::string("layer"));
       c.trajectory_gptq = j["gptq"].value("trajectory", false);
       c.gptq_loop_weights = j["gptq"].value("loop_weights", std::vector<double>{});
+      const std::string target = j["gptq"].value("target", std::string("inputs"));
+      if (target != "inputs" && target != "fp_outputs") throw Error("config.json: gptq.target must be inputs or fp_outputs");
+      c.gptq_fp_target = target == "fp_outputs";
     }
     if (j.contains("calibration")) {
       const auto& cal = j["calibration"];

@@ -71,6 +71,8 @@ struct QuantConfig {
   // Trajectory-aware GPTQ (LoopQ D): on unless disabled; loop weights w_t (empty: all 1).
   bool trajectory_gptq = true;
   std::vector<double> gptq_loop_weights;
+  // ... toward the FP model's outputs instead of the quantized inputs' (gptq_fp_target.h).
+  bool gptq_fp_target = false;
   // The optimize pass (LoopQ D, learned-static) and what it reported.
   TrajectoryOptions optimize;
   nlohmann::json optimize_report;

@@ -58,6 +58,33 @@ ChannelMoments pooled(const std::vector<ChannelMoments>& per_loop) {
   return {mean, (sq - mean * mean).clamp_min(0).sqrt()};
 }
 
+// Per-loop alignment in one forward over every window at once: when loop t's state arrives, its
+// moments over all windows are complete, so the correction is fitted there, folded into loop t's
+// parameters and applied to the state that feeds loop t + 1 (the same fit as running loops <= t
+// again with the new parameters, up to rounding).
+class AligningHook final : public LoopHooks {
+ public:
+  AligningHook(OuroWeights& w, const std::vector<ChannelMoments>& target) : w_(w), target_(target) {}
+  void on_loop_state(int loop, at::Tensor& state) override {
+    if (size_t(loop) >= target_.size()) return;
+    const at::Tensor s = state.reshape({-1, state.size(-1)}).to(at::kDouble);
+    const at::Tensor mean = s.mean(0);
+    const at::Tensor std = (s.pow(2).mean(0) - mean * mean).clamp_min(0).sqrt();
+    const ChannelMoments& want = target_[size_t(loop)];
+    const at::Tensor a = at::where(std > 1e-8, want.std / std.clamp_min(1e-8), at::ones_like(std));
+    const at::Tensor b = want.mean - a * mean;
+    // a * (w ⊙ n + b0) + b = (a ⊙ w) ⊙ n + (a * b0 + b)
+    const at::Tensor af = a.to(w_.state_weight.options()), bf = b.to(w_.state_weight.options());
+    w_.state_bias[loop].copy_(w_.state_bias[loop] * af + bf);
+    w_.state_weight[loop].copy_(w_.state_weight[loop] * af);
+    state = state * af + bf;
+  }
+
+ private:
+  OuroWeights& w_;
+  const std::vector<ChannelMoments>& target_;
+};
+
 }  // namespace
 
 void align_states(OuroModel& model, const OuroModel& reference, const at::Tensor& windows, int64_t batch_size,
@@ -71,10 +98,17 @@ void align_states(OuroModel& model, const OuroModel& reference, const at::Tensor
   std::vector<ChannelMoments> target = state_moments(reference, windows, T, batch_size);
   if (!per_loop) target = {pooled(target)};
   at::NoGradGuard no_grad;
+  if (per_loop) {
+    AligningHook hook(w, target);
+    ForwardOptions fo;
+    fo.loops = T;
+    fo.compute_logits = false;
+    fo.hooks = &hook;
+    model.forward(windows, fo);
+    return;
+  }
   for (int64_t t = 0; t < P; ++t) {
-    // Loop t's states, with loops < t already aligned (they feed loop t); pooled: all loops.
-    const ChannelMoments now = per_loop ? state_moments(model, windows, t + 1, batch_size).back()
-                                        : pooled(state_moments(model, windows, T, batch_size));
+    const ChannelMoments now = pooled(state_moments(model, windows, T, batch_size));
     const at::Tensor a = at::where(now.std > 1e-8, target[size_t(t)].std / now.std.clamp_min(1e-8),
                                    at::ones_like(now.std));
     const at::Tensor b = target[size_t(t)].mean - a * now.mean;

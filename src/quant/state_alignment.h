@@ -21,8 +21,8 @@ std::vector<ChannelMoments> state_moments(const OuroModel& model, const at::Tens
                                           int64_t batch_size);
 
 // Gives `model` state parameters (identity if it has none) and fits them to `reference`: one set
-// per loop (loop after loop), or with per_loop = false one set for all loops from the moments
-// pooled over loops.
+// per loop (loop after loop, in one forward of all `windows` as one batch), or with per_loop =
+// false one set for all loops from the moments pooled over loops.
 void align_states(OuroModel& model, const OuroModel& reference, const at::Tensor& windows, int64_t batch_size,
                   bool per_loop = true);
 

@@ -15,10 +15,13 @@
 // Validation guard (optional, the same for both losses): with `valid_ids` set, the pass
 // measures the real target on those held-out windows -- the mean next-token NLL of the quantized
 // model's exit readout (what `eval ppl` scores), the looped model running all loops on its own
-// states, output affines rounded to fp16 as the file stores them -- before the first update (step 0, the unlearned parameters) and after every
-// `valid_every` updates and the last one, and ends with the parameters of the checkpoint with the
-// lowest valid NLL (the earliest on ties). So the learned model is never worse on valid than the
-// one the pass started from. With the guard, a non-finite training loss stops the pass (the best
+// states, output affines rounded to fp16 as the file stores them -- first for the backbone with
+// every parameter at its no-op value (output affines and state alignment off, clip ratios at the
+// quantizer's, LWC at 1; static scales keep their calibrated values), then before the first update
+// (step 0, the closed-form parameters) and after every `valid_every` updates and the last one,
+// and ends with the parameters of the candidate with the lowest valid NLL (the earliest on ties).
+// So the result is never worse on valid than its own unlearned backbone, nor than the
+// closed-form start. With the guard, a non-finite training loss stops the pass (the best
 // checkpoint is kept) instead of failing it.
 #include <ATen/ATen.h>
 
@@ -34,7 +37,7 @@ struct TrajectoryOptions {
   bool trajectory = true;      // false: layer-local teacher-forced loss
   int64_t steps = 60;
   int64_t batch = 4;           // windows per step
-  int64_t seqlen = 256;        // windows are cropped to this many tokens
+  int64_t seqlen = 256;        // windows are cut into pieces of this many tokens
   double lr = 2e-3;            // relative step size
   double kl_weight = 1.0;      // λ
   std::vector<double> loop_weights;  // w_t (empty: all 1)
@@ -60,8 +63,11 @@ struct TrajectoryReport {
   // and the checkpoint whose parameters the model ends with.
   std::vector<int64_t> valid_steps;
   std::vector<double> valid_loss;
-  int64_t chosen_step = -1;
+  int64_t chosen_step = -1;        // -1 with chosen_backbone
   double chosen_valid_loss = 0;
+  // The unlearned backbone (every parameter at its no-op value) is the first candidate.
+  double backbone_valid_loss = 0;
+  bool chosen_backbone = false;
   std::string stopped;       // why the pass stopped early (empty: it ran every step)
 };
 

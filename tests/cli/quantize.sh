@@ -63,6 +63,14 @@ check loopq-deterministic cmp "$tmp/l-static/model.safetensors" "$tmp/l-again/mo
 expect_ok loopq-rtn-ab quantize --model "$tmp/m" --method loopq --loopq-components AB --loopq-weights rtn --a-bits 4 \
   --act-samples 64 "${calib[@]}" -o "$tmp/l-ab"
 check loopq-ab-rotation-decisions grep -q '"rel_error_rotated"' "$tmp/l-ab/config.json"
+expect_ok loopq-fp-target quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --gptq-target fp \
+  "${calib[@]}" -o "$tmp/l-fpt"
+check loopq-fp-target-recorded python3 -c "
+import json,sys; g=json.load(open(sys.argv[1]))['quantization_config']['gptq']
+assert g['trajectory'] and g['target']=='fp_outputs', g" "$tmp/l-fpt/config.json"
+check loopq-default-target-recorded python3 -c "
+import json,sys; g=json.load(open(sys.argv[1]))['quantization_config']['gptq']
+assert g['target']=='inputs', g" "$tmp/l-static/config.json"
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"
 # The optimization's validation guard: the losses per checkpoint and the kept step are recorded.
@@ -74,8 +82,9 @@ for method in learned-static loopq; do
   check "guard-record-$method" python3 -c "
 import json,sys; o=json.load(open(sys.argv[1]))['quantization_config']['optimize']
 v=o['report']['valid']; assert o['valid']=={'file':'valid.txt','windows':2,'seqlen':64,'every':2}, o['valid']
-assert v['steps']==[0,2,3] and len(v['nll'])==3 and v['chosen_nll']==min(v['nll'])
-assert v['chosen_step']==v['steps'][v['nll'].index(min(v['nll']))]" "$tmp/g-$method/config.json"
+assert v['steps']==[0,2,3] and len(v['nll'])==3 and v['chosen_nll']==min(v['nll']+[v['backbone_nll']])
+if v['chosen']=='step': assert v['chosen_step']==v['steps'][v['nll'].index(min(v['nll']))] and min(v['nll'])<v['backbone_nll']
+else: assert v['chosen']=='backbone' and v['chosen_step']==-1" "$tmp/g-$method/config.json"
 done
 expect_ok diagnose diagnose --model "$tmp/l-static" --reference "$tmp/m" --file "$tmp/test.txt" --seqlen 32 \
   --windows 2 --compare "$tmp/ls,$tmp/s-quarot-gptq" --json "$tmp/diag.json" --plot "$tmp/diag.png"
@@ -159,6 +168,10 @@ expect_error opt-valid-every --match "--opt-valid-every must be in [1," quantize
 expect_error opt-valid-windows-alone --match "needs --opt-valid FILE" quantize --model "$tmp/m" --method learned-static --opt-valid-windows 4 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-no-opt --match "--opt-valid needs an optimizing method" quantize --model "$tmp/m" --method quarot-gptq --opt-valid "$tmp/valid.txt" "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-short --match "fewer than --opt-valid-windows 1000 x --seqlen 64" quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows 1000 "${calib[@]}" -o "$tmp/x"
+expect_error gptq-target-bad --match "--gptq-target must be fp or inputs, got 'best'" quantize --model "$tmp/m" --method loopq --gptq-target best "${calib[@]}" -o "$tmp/x"
+expect_error gptq-target-other --match "--gptq-target needs trajectory-aware GPTQ" quantize --model "$tmp/m" --method quarot-gptq --gptq-target fp "${calib[@]}" -o "$tmp/x"
+expect_error gptq-target-no-d --match "--gptq-target needs trajectory-aware GPTQ" quantize --model "$tmp/m" --method loopq --loopq-components ABC --gptq-target fp "${calib[@]}" -o "$tmp/x"
+expect_error gptq-target-off --match "drop --no-trajectory-gptq" quantize --model "$tmp/m" --method loopq --no-trajectory-gptq --gptq-target fp "${calib[@]}" -o "$tmp/x"
 expect_error act-samples --match "--act-samples" quantize --model "$tmp/m" --method loopq --act-samples 3 "${calib[@]}" -o "$tmp/x"
 expect_error diagnose-quantized-ref --match "is quantized" diagnose --model "$tmp/l-static" --reference "$tmp/ls" --file "$tmp/test.txt" --seqlen 32
 expect_error diagnose-no-ref --match "--reference" diagnose --model "$tmp/l-static" --file "$tmp/test.txt"

@@ -261,16 +261,25 @@ TEST(LoopQ, SteGradientsMatchTheClosedFormAndFiniteDifferences) {
 }
 
 TEST(LoopQ, OptimizationLowersTheLossAndIsDeterministic) {
+  // The per-step losses are on different minibatches; the objective itself, over every
+  // calibration window, must fall from the closed-form start (0 steps) to the learned model.
   const at::Tensor calib = ids_of(8, 16, 11);
+  const OuroModel fp = tiny_model(25);
+  TrajectoryOptions objective;
+  objective.kl_weight = loopq_config("ABCD", true).optimize.kl_weight;
+  OuroModel start = tiny_model(25);
+  QuantConfig start_cfg = loopq_config("ABCD", true);
+  start_cfg.optimize.steps = 0;
+  quantize_model(start, start_cfg, calib, quiet());
+  const double before = adaptation_loss(start, fp, calib, objective);
   std::string bytes[2];
   for (int run = 0; run < 2; ++run) {
     OuroModel m = tiny_model(25);
     QuantConfig cfg = loopq_config("ABCD", true);
     cfg.optimize.steps = 12;
     quantize_model(m, cfg, calib, quiet());
-    const auto& loss = cfg.optimize_report.at("loss");
-    ASSERT_EQ(loss.size(), 12u);
-    EXPECT_LT(loss.back().get<double>(), loss.front().get<double>());
+    ASSERT_EQ(cfg.optimize_report.at("loss").size(), 12u);
+    EXPECT_LT(adaptation_loss(m, fp, calib, objective), 0.95 * before) << before;
     const fs::path dir = temp_dir("det" + std::to_string(run));
     save_quantized_model(m, cfg, dir.string(), "");
     bytes[run] = file_bytes(dir / "model.safetensors");

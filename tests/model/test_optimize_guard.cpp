@@ -1,7 +1,8 @@
 // The optimize pass's validation guard (learned-static and LoopQ D alike), on tiny random looped
-// models: the criterion is the exit readout's next-token NLL that `eval ppl` scores, the pass
-// keeps the step-0 (unlearned) parameters when learning only hurts, the kept checkpoint is the
-// recorded minimum, and a guarded run is deterministic for a seed.
+// models: the criterion is the exit readout's next-token NLL that `eval ppl` scores, the first
+// candidate is exactly the unlearned backbone, the pass keeps the step-0 (closed-form) parameters
+// or the backbone when learning only hurts, the kept checkpoint is the recorded minimum, and a
+// guarded run is deterministic for a seed.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -83,8 +84,8 @@ TEST(OptimizeGuard, CriterionIsTheExitReadoutNllOfEvalPpl) {
 
 TEST(OptimizeGuard, KeepsTheUnlearnedParametersWhenLearningOnlyHurts) {
   // An absurd learning rate (50x each tensor's magnitude per step) can only make the model worse
-  // (or non-finite): the guard must end with exactly the step-0 parameters, i.e. the same model
-  // as a run with no optimization steps, for both losses.
+  // (or non-finite): the guard must end with the step-0 parameters (the same model as a run with
+  // no optimization steps) or the bare backbone, whichever scored better, for both losses.
   const at::Tensor calib = random_ids(8, 16, 42), valid = random_ids(3, 16, 43), ids = random_ids(2, 10, 44);
   for (bool loopq : {false, true}) {
     OuroModel unlearned = tiny_model(45), guarded = tiny_model(45);
@@ -96,13 +97,41 @@ TEST(OptimizeGuard, KeepsTheUnlearnedParametersWhenLearningOnlyHurts) {
     cfg.optimize.valid_every = 2;
     quantize_model(guarded, cfg, calib, quiet());
     const auto& v = cfg.optimize_report.at("valid");
-    EXPECT_EQ(v.at("chosen_step").get<int64_t>(), 0) << (loopq ? "loopq" : "learned-static");
     const std::vector<double> nll = doubles(v.at("nll"));
     ASSERT_FALSE(nll.empty());
     for (size_t i = 1; i < nll.size(); ++i)
       EXPECT_FALSE(nll[i] < nll[0]) << "checkpoint " << i;  // later ones are worse (or NaN)
-    EXPECT_TRUE(at::equal(loop_logits(guarded, ids), loop_logits(unlearned, ids))) << (loopq ? "loopq" : "learned-static");
-    EXPECT_NEAR(readout_nll(guarded, valid), nll[0], 1e-9);  // scored as stored (fp16 output affines)
+    const double backbone = v.at("backbone_nll").get<double>();
+    if (v.at("chosen") == "step") {
+      EXPECT_EQ(v.at("chosen_step").get<int64_t>(), 0) << (loopq ? "loopq" : "learned-static");
+      EXPECT_LT(nll[0], backbone);
+      EXPECT_TRUE(at::equal(loop_logits(guarded, ids), loop_logits(unlearned, ids))) << (loopq ? "loopq" : "learned-static");
+    } else {
+      EXPECT_EQ(v.at("chosen"), "backbone");
+      EXPECT_LE(backbone, nll[0]);
+    }
+    EXPECT_NEAR(readout_nll(guarded, valid), std::min(nll[0], backbone), 1e-9);  // scored as stored (fp16 affines)
+  }
+}
+
+TEST(OptimizeGuard, TheFirstCandidateIsExactlyTheBackbone) {
+  // learned-static's backbone is QuaRot-GPTQ with the same act quantizer (pooled static scales in
+  // static mode): its no-op candidate must score exactly what that baseline scores.
+  const at::Tensor calib = random_ids(8, 16, 50), valid = random_ids(3, 16, 51);
+  for (bool static_acts : {false, true}) {
+    OuroModel baseline = tiny_model(52), learned = tiny_model(52);
+    QuantConfig base = optimizing_config(false, 0);
+    base.method = Method::QuaRotGPTQ;
+    base.act.static_scale = static_acts;
+    quantize_model(baseline, base, calib, quiet());
+    QuantConfig cfg = optimizing_config(false, 2);
+    cfg.act.static_scale = static_acts;
+    set_valid(cfg, valid);
+    quantize_model(learned, cfg, calib, quiet());
+    const auto& v = cfg.optimize_report.at("valid");
+    EXPECT_NEAR(v.at("backbone_nll").get<double>(), readout_nll(baseline, valid), 1e-12) << static_acts;
+    // And the result is never worse on valid than that backbone.
+    EXPECT_LE(readout_nll(learned, valid), readout_nll(baseline, valid) + 1e-12) << static_acts;
   }
 }
 
@@ -125,9 +154,16 @@ TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
       const std::vector<double> nll = doubles(v.at("nll"));
       ASSERT_EQ(nll.size(), 4u);
       const auto best = std::min_element(nll.begin(), nll.end());
-      EXPECT_EQ(v.at("chosen_step").get<int64_t>(), steps[size_t(best - nll.begin())]);
-      EXPECT_EQ(v.at("chosen_nll").get<double>(), *best);
-      EXPECT_NEAR(readout_nll(m, valid), *best, 1e-9);
+      const double backbone = v.at("backbone_nll").get<double>();
+      if (backbone <= *best) {
+        EXPECT_EQ(v.at("chosen"), "backbone");
+        EXPECT_EQ(v.at("chosen_nll").get<double>(), backbone);
+      } else {
+        EXPECT_EQ(v.at("chosen"), "step");
+        EXPECT_EQ(v.at("chosen_step").get<int64_t>(), steps[size_t(best - nll.begin())]);
+        EXPECT_EQ(v.at("chosen_nll").get<double>(), *best);
+      }
+      EXPECT_NEAR(readout_nll(m, valid), v.at("chosen_nll").get<double>(), 1e-9);
       // The record survives the quantized directory's config.json.
       const fs::path dir = fs::temp_directory_path() /
                            ("loopq_test_guard_" + std::to_string(loopq) + std::to_string(run) + "_" + std::to_string(::getpid()));
