@@ -12,7 +12,7 @@
 #include "cli/common.h"
 #include "eval/loglikelihood.h"
 #include "eval/perplexity.h"
-#include "eval/progress.h"
+#include "util/progress.h"
 #include "eval/readout.h"
 #include "eval/request_encoding.h"
 #include "eval/results_json.h"
@@ -133,7 +133,7 @@ int eval_ppl(int argc, char** argv) {
   po.nsamples = nsamples;
   po.per_loop = !args.has("no-per-loop");
   const int64_t total = eval::count_windows(int64_t(ids.size()), seqlen, nsamples);
-  eval::Progress progress("ppl", total, "windows", "tok");
+  Progress progress("ppl", total, "windows", "tok");
   at::NoGradGuard no_grad;
   eval::PerplexityResult r = eval::evaluate_perplexity(
       model, ids, token_bytes, po,
@@ -244,7 +244,7 @@ int eval_tasks(int argc, char** argv) {
     // times: progress counts docs as the scored fraction of requests.
     const int64_t n_docs = int64_t(task.docs.size());
     size_t requests_done = 0;
-    eval::Progress progress(task.name, n_docs, "docs", "docs");
+    Progress progress(task.name, n_docs, "docs", "docs");
     auto scores = eval::score_requests(model, requests, so, [&](const std::vector<size_t>& fin) {
       requests_done += fin.size();
       const int64_t docs = int64_t(double(n_docs) * double(requests_done) / double(requests.size()));

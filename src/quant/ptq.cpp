@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "eval/progress.h"
+#include "util/progress.h"
 #include "quant/act_calibration.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
@@ -32,7 +32,7 @@ CalibrationCollector calibrate(const OuroModel& model, const at::Tensor& windows
   const auto t0 = Clock::now();
   const int64_t T = model.config().total_ut_steps;
   CalibrationCollector collector(model.config().num_layers, T, std::move(options));
-  eval::Progress bar(label, windows.size(0), "windows", "tok");
+  Progress bar(label, windows.size(0), "windows", "tok");
   run_calibration(model, windows, T, collector, run.batch_size, [&](int64_t done, int64_t) {
     if (run.progress) bar.update(done, double(done * windows.size(1) * T));
   });
@@ -265,7 +265,7 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
       if (fp_rotated) {
         const auto t1 = Clock::now();
         const std::set<LayerGroup> wanted(stages[si].begin(), stages[si].end());
-        eval::Progress bar(label + " (FP target)", windows.size(0), "windows", "tok");
+        Progress bar(label + " (FP target)", windows.size(0), "windows", "tok");
         const auto paired = paired_calibration(model, *fp_rotated, windows, wanted, trajectory_act, o.loop_weights,
                                                 run.batch_size, [&](int64_t done, int64_t) {
                                                   if (run.progress) bar.update(done, double(done * windows.size(1) * T));

@@ -1,11 +1,11 @@
-#include "eval/progress.h"
+#include "util/progress.h"
 
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 
-namespace loopq::eval {
+namespace loopq {
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -53,4 +53,4 @@ void Progress::finish() {
   std::fflush(stderr);
 }
 
-}  // namespace loopq::eval
+}  // namespace loopq

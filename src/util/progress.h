@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace loopq::eval {
+namespace loopq {
 
 class Progress {
  public:
@@ -28,4 +28,4 @@ class Progress {
 // "1h02m", "4m05s", "12s".
 std::string format_duration(double seconds);
 
-}  // namespace loopq::eval
+}  // namespace loopq
