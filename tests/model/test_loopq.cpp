@@ -154,6 +154,38 @@ TEST(LoopQ, StateAlignmentMatchesTheFpMoments) {
   }
 }
 
+TEST(LoopQ, OnePassAlignmentEqualsTheLoopAfterLoopFit) {
+  // align_states fits every loop in one forward; an independent loop-after-loop fit (re-running
+  // loops 0..t with the parameters fitted so far, as the closed form is defined) must agree.
+  const at::Tensor calib = ids_of(6, 16, 8);
+  const OuroModel fp = tiny_model(22);
+  QuantConfig cfg;
+  cfg.method = Method::RTN;
+  cfg.w_bits = 3;
+  cfg.act.bits = 4;
+  OuroModel one = tiny_model(22), ref = tiny_model(22);
+  quantize_model(one, cfg, calib, quiet());
+  quantize_model(ref, cfg, calib, quiet());
+  align_states(one, fp, calib, 3, true);
+  const int64_t T = ref.config().total_ut_steps;
+  OuroWeights& w = ref.weights();
+  w.state_weight = w.final_norm.unsqueeze(0).repeat({T, 1}).contiguous();
+  w.state_bias = at::zeros_like(w.state_weight);
+  const auto target = state_moments(fp, calib, T, 3);
+  for (int64_t t = 0; t < T; ++t) {
+    const ChannelMoments now = state_moments(ref, calib, t + 1, 3).back();
+    const at::Tensor a = (target[size_t(t)].std / now.std).to(at::kFloat);
+    const at::Tensor b = (target[size_t(t)].mean - target[size_t(t)].std / now.std * now.mean).to(at::kFloat);
+    w.state_bias[t].copy_(w.state_bias[t] * a + b);
+    w.state_weight[t].copy_(w.state_weight[t] * a);
+  }
+  const auto rel = [](const at::Tensor& x, const at::Tensor& y) {
+    return ((x - y).abs().max() / y.abs().max()).item<double>();
+  };
+  EXPECT_LT(rel(one.weights().state_weight, w.state_weight), 1e-4);
+  EXPECT_LT(rel(one.weights().state_bias, w.state_bias), 1e-4);
+}
+
 TEST(LoopQ, OneLoopPerLoopScalesEqualPooledScales) {
   LoopLMConfig c = loopq::testing::tiny_config(2, /*loops=*/1);
   const at::Tensor calib = ids_of(4, 16, 9);
