@@ -187,8 +187,16 @@ at::Tensor QuantLinear::forward(const at::Tensor& x, int loop) const {
     const QuantizedWeight w = learned_weight();  // mid-learning: a validation checkpoint
     return integer_product(x, loop, w.codes, w.params);
   }
+  const at::Tensor xq = prepare_input(x, rotation_, act_, &adapt_, loop);
+  if (weight_gain_.defined() && !fp_weight_.defined() && weight_.group_size <= 0) {
+    // Fixed codes, one scale per row: (g ⊙ Ŵ) x = g ⊙ (Ŵ x), so the gain is applied to the output
+    // and its gradient is elementwise instead of a weight-gradient GEMM.
+    at::Tensor y = at::linear(xq, w_hat_) * weight_gain_.reshape({-1});
+    if (bias_.defined()) y = y + bias_;
+    return apply_output_affine(y, adapt_, loop);
+  }
   const at::Tensor& w = weight_gain_.defined() ? current_weight() : w_hat_;
-  return apply_output_affine(at::linear(prepare_input(x, rotation_, act_, &adapt_, loop), w, bias_), adapt_, loop);
+  return apply_output_affine(at::linear(xq, w, bias_), adapt_, loop);
 }
 
 QuantizedWeight QuantLinear::learned_weight() const {
