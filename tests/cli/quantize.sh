@@ -251,6 +251,8 @@ corrupt_loopq c8 'q["adaptations"]["act_param_sets"] = 0'
 expect_error no-static-scales --match "no stored scales" eval ppl --model "$tmp/c8" --file "$tmp/test.txt" --seqlen 64
 corrupt_loopq c9 'q["activations"]["mode"] = "sometimes"'
 expect_error act-mode-json --match "activations.mode" eval ppl --model "$tmp/c9" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c9b 'q["gptq"]["target"] = "everything"'
+expect_error gptq-target-json --match "gptq.target must be inputs or fp_outputs" eval ppl --model "$tmp/c9b" --file "$tmp/test.txt" --seqlen 64
 corrupt_loopq c10 'pass'
 python3 - "$tmp/c10/model.safetensors" <<'PY'
 import json, struct, sys
