@@ -26,19 +26,28 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 
 Grid weight_grid(const QuantConfig& c) { return Grid{c.w_bits, c.w_symmetric}; }
 
-// One calibration pass over `windows` collecting what `options` asks for.
-CalibrationCollector calibrate(const OuroModel& model, const at::Tensor& windows, CalibrationOptions options,
-                               const PtqRunOptions& run, const std::string& label, PtqReport& report) {
+// Runs one calibration pass, pass(progress), with the progress display and the report's timing.
+template <class Pass>
+void calibration_pass(const at::Tensor& windows, int64_t loops, const PtqRunOptions& run, const std::string& label,
+                      PtqReport& report, Pass&& pass) {
   const auto t0 = Clock::now();
-  const int64_t T = model.config().total_ut_steps;
-  CalibrationCollector collector(model.config().num_layers, T, std::move(options));
   Progress bar(label, windows.size(0), "windows", "tok");
-  run_calibration(model, windows, T, collector, run.batch_size, [&](int64_t done, int64_t) {
-    if (run.progress) bar.update(done, double(done * windows.size(1) * T));
+  pass([&](int64_t done, int64_t) {
+    if (run.progress) bar.update(done, double(done * windows.size(1) * loops));
   });
   if (run.progress) bar.finish();
   report.calibration_seconds += since(t0);
   report.calibration_passes += 1;
+}
+
+// One calibration pass over `windows` collecting what `options` asks for.
+CalibrationCollector calibrate(const OuroModel& model, const at::Tensor& windows, CalibrationOptions options,
+                               const PtqRunOptions& run, const std::string& label, PtqReport& report) {
+  const int64_t T = model.config().total_ut_steps;
+  CalibrationCollector collector(model.config().num_layers, T, std::move(options));
+  calibration_pass(windows, T, run, label, report, [&](const auto& progress) {
+    run_calibration(model, windows, T, collector, run.batch_size, progress);
+  });
   return collector;
 }
 
@@ -206,16 +215,14 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
 
   const Grid grid = weight_grid(cfg);
   auto& layers = model.weights().layers;
-  // `paired`: FP-target GPTQ, whose Hessian is already in the linear's basis.
+  // `paired`: FP-target GPTQ, which brings its own Hessian, already in the linear's basis.
   auto quantize_site = [&](LayerWeights& L, LinearSite site, const at::Tensor& hessian,
                            const PairedInputStats* paired = nullptr) {
     LinearParts parts = linear_parts(L.linear(site));
     QuantizedWeight qw;
-    if (paired) {
-      parts.weight = fp_target_weight(parts.weight, *paired, cfg.percdamp);
-    }
-    if (hessian.defined()) {
-      at::Tensor H = hessian;
+    if (paired) parts.weight = fp_target_weight(parts.weight, *paired, cfg.percdamp);
+    if (paired || hessian.defined()) {
+      at::Tensor H = paired ? paired->hessian : hessian;
       if (!paired && parts.rotation.active()) {  // the linear sees x M, whose Hessian is Mᵀ H M
         at::Tensor M = parts.rotation.matrix(parts.weight.size(1)).to(H.device());
         H = at::matmul(at::matmul(M.t(), H.to(at::kDouble)), M);
@@ -263,20 +270,14 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
       const std::string label = "calibrate stage " + std::to_string(si + 1) + "/" + std::to_string(stages.size()) +
                                 " (layer " + std::to_string(first.first) + ")";
       if (fp_rotated) {
-        const auto t1 = Clock::now();
         const std::set<LayerGroup> wanted(stages[si].begin(), stages[si].end());
-        Progress bar(label + " (FP target)", windows.size(0), "windows", "tok");
-        const auto paired = paired_calibration(model, *fp_rotated, windows, wanted, trajectory_act, o.loop_weights,
-                                                run.batch_size, [&](int64_t done, int64_t) {
-                                                  if (run.progress) bar.update(done, double(done * windows.size(1) * T));
-                                                });
-        if (run.progress) bar.finish();
-        report.calibration_seconds += since(t1);
-        report.calibration_passes += 1;
-        for (const auto& [l, g] : stages[si]) {
-          const PairedInputStats& ps = paired.at({l, g});
-          for (LinearSite site : sites_of(g)) quantize_site(layers[size_t(l)], site, ps.hessian, &ps);
-        }
+        std::map<LayerGroup, PairedInputStats> paired;
+        calibration_pass(windows, T, run, label + " (FP target)", report, [&](const auto& progress) {
+          paired = paired_calibration(model, *fp_rotated, windows, wanted, trajectory_act, o.loop_weights,
+                                      run.batch_size, progress);
+        });
+        for (const auto& [l, g] : stages[si])
+          for (LinearSite site : sites_of(g)) quantize_site(layers[size_t(l)], site, at::Tensor(), &paired.at({l, g}));
         continue;
       }
       auto stats = calibrate(model, windows, o, run, label, report);
