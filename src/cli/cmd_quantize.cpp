@@ -37,6 +37,7 @@ const char* kQuantizeHelp =
     "         [--act-mode dynamic|static] [--act-samples 512] [--fit-windows 8]\n"
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 60] [--opt-lr 2e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
+    "         [--opt-weights [--opt-weight-lr 0.05]]\n"
     "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 10]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
@@ -70,6 +71,9 @@ const char* kQuantizeHelp =
     "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq;\n"
     "                  --gptq-target fp: GPTQ toward the FP model's outputs on its FP inputs (the\n"
     "                  least-squares target of the quantized inputs, own activation rounding included)\n"
+    "  --opt-weights  D and learned-static also learn the shared weight behind the integer codes\n"
+    "               (straight-through rounding from the GPTQ/RTN codes; Adam steps of --opt-weight-lr\n"
+    "               quantization steps): the codes may move, still one integer tensor per linear\n"
     "  learned-static  the same backbone and parameter types with one set per site for all loops,\n"
     "               learned with a layer-local loss on FP inputs (OmniQuant-style): the control for D\n"
     "  --opt-valid  validation guard for the optimization (D and learned-static alike): the first\n"
@@ -91,8 +95,8 @@ int cmd_quantize(int argc, char** argv) {
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
-             "opt-valid", "opt-valid-windows", "opt-valid-every", "gptq-target"},
-            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth"});
+             "opt-valid", "opt-valid-windows", "opt-valid-every", "gptq-target", "opt-weight-lr"},
+            {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth", "opt-weights"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
     return 0;
@@ -149,7 +153,8 @@ int cmd_quantize(int argc, char** argv) {
   if (args.has("loopq-smooth") && !(loopq && qc.loopq.A)) throw Error("--loopq-smooth needs --method loopq with component A");
   qc.loopq_smooth = args.has("loopq-smooth");
   const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
-  for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc", "opt-valid"})
+  for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc", "opt-valid", "opt-weights",
+                        "opt-weight-lr"})
     if (!optimizes && args.has(f))
       throw Error(std::string("--") + f + " needs an optimizing method (loopq with component D, or learned-static)");
   qc.optimize.steps = args.get_int("opt-steps", qc.optimize.steps, 0, 1000000);
@@ -158,6 +163,10 @@ int cmd_quantize(int argc, char** argv) {
   qc.optimize.batch = args.get_int("opt-batch", qc.optimize.batch, 1, 4096);
   qc.optimize.seqlen = args.get_int("opt-seqlen", qc.optimize.seqlen, 2, 1 << 20);
   qc.optimize.learn_weight_clipping = !args.has("no-lwc");
+  if (args.has("opt-weight-lr") && !args.has("opt-weights")) throw Error("--opt-weight-lr needs --opt-weights");
+  if (args.has("opt-weights") && args.has("no-lwc")) throw Error("--opt-weights needs learned weight clipping (drop --no-lwc)");
+  qc.optimize.learn_weights = args.has("opt-weights");
+  qc.optimize.weight_lr = args.get_double("opt-weight-lr", qc.optimize.weight_lr, 1e-9, 10.0);
   for (const char* f : {"opt-valid-windows", "opt-valid-every"})
     if (!args.has("opt-valid") && args.has(f)) throw Error(std::string("--") + f + " needs --opt-valid FILE");
   if (args.has("opt-valid") && !fs::is_regular_file(args.get("opt-valid")))

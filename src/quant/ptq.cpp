@@ -337,12 +337,27 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
                                         {"backbone_nll", tr.backbone_valid_loss},
                                         {"chosen", tr.chosen_backbone ? "backbone" : "step"}};
         if (!tr.stopped.empty()) cfg.optimize_report["stopped"] = tr.stopped;
+        if (tr.chosen_backbone) drop_noop_adaptations(model, cfg);
       }
     });
   round_output_affines(model);
   report.quantize_seconds = since(t0);
   cfg.quantize_seconds = report.quantize_seconds;
   return report;
+}
+
+void drop_noop_adaptations(OuroModel& model, QuantConfig& cfg) {
+  // The guard kept the bare backbone: every adaptation is at its no-op value, so none is stored
+  // (calibrated static scales are part of the backbone and stay).
+  for (auto& L : model.weights().layers)
+    for (int s = 0; s < kNumLayerSites; ++s)
+      if (auto* q = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get())) {
+        SiteAdaptation& a = q->adaptation();
+        a.out_scale = a.out_bias = a.act_clip = at::Tensor();
+      }
+  model.weights().state_weight = model.weights().state_bias = at::Tensor();
+  cfg.out_affine_sets = cfg.state_sets = 0;
+  if (!cfg.act.static_scale) cfg.act_param_sets = 0;
 }
 
 void round_output_affines(OuroModel& model) {

@@ -53,6 +53,10 @@ Recipe recipe_of(const QuantConfig& cfg);
 // O(out) per loop and site, the largest adaptation; fp16 halves them, at 0.2-0.4% valid perplexity
 // on ouro-tiny, RESULTS section 7).
 void round_output_affines(OuroModel& model);
+// Removes every adaptation tensor that is at its no-op value when the optimization's guard kept
+// the bare backbone (output affines, clip ratios, state alignment; static scales stay), and the
+// config's counts with them, so the file holds exactly the backbone.
+void drop_noop_adaptations(OuroModel& model, QuantConfig& cfg);
 
 // Whether `cfg` needs calibration windows (SmoothQuant, GPTQ, static activations, LoopQ).
 bool needs_calibration(const QuantConfig& cfg);

@@ -154,7 +154,8 @@ nlohmann::json QuantConfig::to_json() const {
     j["optimize"] = {{"loss", method == Method::LoopQ ? "trajectory" : "layer_local"},
                      {"steps", optimize.steps}, {"batch", optimize.batch}, {"seqlen", optimize.seqlen},
                      {"lr", optimize.lr}, {"kl_weight", optimize.kl_weight}, {"seed", optimize.seed},
-                     {"weight_clipping", optimize.learn_weight_clipping}, {"report", optimize_report}};
+                     {"weight_clipping", optimize.learn_weight_clipping}, {"learn_weights", optimize.learn_weights},
+                     {"weight_lr", optimize.weight_lr}, {"report", optimize_report}};
   if (j.contains("optimize") && !optimize.valid_file.empty())
     j["optimize"]["valid"] = {{"file", optimize.valid_file}, {"windows", optimize.valid_seqlen > 0 ? int64_t(optimize.valid_ids.size()) / optimize.valid_seqlen : 0},
                               {"seqlen", optimize.valid_seqlen},
@@ -228,6 +229,8 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
       c.optimize.kl_weight = o.value("kl_weight", c.optimize.kl_weight);
       c.optimize.seed = int_or(o, "seed", c.optimize.seed, "optimize.seed");
       c.optimize.learn_weight_clipping = o.value("weight_clipping", true);
+      c.optimize.learn_weights = o.value("learn_weights", false);
+      c.optimize.weight_lr = o.value("weight_lr", c.optimize.weight_lr);
       c.optimize_report = o.value("report", nlohmann::json());
       if (o.contains("valid")) {  // the guard's settings; the windows themselves are not stored
         const auto& v = o["valid"];

@@ -211,10 +211,11 @@ QuantizedWeight QuantLinear::learned_weight() const {
 
 at::Tensor QuantLinear::current_weight() const { return learned_weight().dequantized(); }
 
-at::Tensor QuantLinear::begin_weight_learning(const at::Tensor& fp_weight) {
+at::Tensor QuantLinear::begin_weight_learning(const at::Tensor& fp_weight, bool learn_weight) {
   if (fp_weight.defined() && fp_weight.sizes() != weight_.codes.sizes())
     throw Error("QuantLinear: the FP weight for learned clipping has the wrong shape");
   fp_weight_ = fp_weight.defined() ? fp_weight.to(w_hat_.device(), at::kFloat).detach() : at::Tensor();
+  if (learn_weight) fp_weight_ = (fp_weight_.defined() ? fp_weight_ : w_hat_).clone().set_requires_grad(true);
   weight_gain_ = at::ones_like(weight_.params.scale).set_requires_grad(true);
   return weight_gain_;
 }

@@ -91,8 +91,12 @@ class QuantLinear final : public LinearOp {
   // weight the codes came from) the codes are re-rounded under the learned scales with a
   // straight-through estimator (RTN backbone); without it the codes stay fixed (GPTQ backbone).
   // Returns the factor, which requires grad. end_weight_learning() bakes it into codes and scales.
-  at::Tensor begin_weight_learning(const at::Tensor& fp_weight = {});
+  // With `learn_weight` the weight the codes are rounded from is itself learned (a leaf tensor,
+  // learned_weight_source(), starting at `fp_weight` or, without it, at the dequantized codes, so
+  // that the codes start unchanged): the codes may move, and the backbone stays one integer tensor.
+  at::Tensor begin_weight_learning(const at::Tensor& fp_weight = {}, bool learn_weight = false);
   void end_weight_learning();
+  const at::Tensor& learned_weight_source() const { return fp_weight_; }
 
   // Whether inference runs as the exact integer product: symmetric per-token or static
   // activations of at most 8 bits (asymmetric or grouped activations keep the dequantized GEMM).

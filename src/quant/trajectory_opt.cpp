@@ -191,9 +191,19 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
       // (tests/model/test_loopq.cpp: objective 1.83 -> 1.58 with it, -> 1.81 without, 12 steps).
       if (o.learn_weight_clipping) {
         at::Tensor fp = o.rtn_backbone ? fp_weights.at(l).at(size_t(s)) : at::Tensor();
-        at::Tensor g = q->begin_weight_learning(fp);
+        at::Tensor g = q->begin_weight_learning(fp, o.learn_weights);
         params.push_back({g, o.lr, 0.5, 1.5, at::zeros_like(g), at::zeros_like(g), at::ones_like(g)});
         report.parameters += g.numel();
+        if (o.learn_weights) {
+          // Steps in units of the mean quantization step; the no-op value is the starting weight.
+          const at::Tensor& w = q->learned_weight_source();
+          const double qstep = q->weight().params.scale.abs().mean().item<double>();
+          params.push_back({w, o.weight_lr * qstep, -INFINITY, INFINITY, at::zeros_like(w), at::zeros_like(w),
+                            w.detach().clone()});
+          report.parameters += w.numel();
+        }
+      } else if (o.learn_weights) {
+        throw Error("optimize: learning the weights needs learned weight clipping");
       }
     }
   learn(model.weights().state_weight, 1.0, -INFINITY, INFINITY, model.weights().final_norm.detach().to(at::kFloat));

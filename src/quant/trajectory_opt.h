@@ -43,6 +43,10 @@ struct TrajectoryOptions {
   std::vector<double> loop_weights;  // w_t (empty: all 1)
   bool learn_weight_clipping = true;
   bool rtn_backbone = false;   // re-round codes under learned clipping (else codes fixed)
+  // Learn the shared weight behind the codes too (straight-through rounding; the codes may move,
+  // one integer tensor per linear stays), with Adam steps of weight_lr quantization steps.
+  bool learn_weights = false;
+  double weight_lr = 0.05;
   uint64_t seed = 0;
   bool progress = true;
   // Validation guard: held-out token windows, valid_ids.size() / valid_seqlen of them, row after

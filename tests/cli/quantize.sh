@@ -73,6 +73,11 @@ import json,sys; g=json.load(open(sys.argv[1]))['quantization_config']['gptq']
 assert g['target']=='inputs', g" "$tmp/l-static/config.json"
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"
+expect_ok loopq-opt-weights quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --opt-weights \
+  --opt-weight-lr 0.2 "${calib[@]}" -o "$tmp/l-ow"
+check loopq-opt-weights-recorded python3 -c "
+import json,sys; o=json.load(open(sys.argv[1]))['quantization_config']['optimize']
+assert o['learn_weights'] is True and abs(o['weight_lr']-0.2)<1e-12, o" "$tmp/l-ow/config.json"
 # The optimization's validation guard: the losses per checkpoint and the kept step are recorded.
 head -c 20000 "$shared/data/corpus/valid.txt" >"$tmp/valid.txt"
 guard=(--opt-valid "$tmp/valid.txt" --opt-valid-windows 2 --opt-valid-every 2)
@@ -168,6 +173,10 @@ expect_error opt-valid-every --match "--opt-valid-every must be in [1," quantize
 expect_error opt-valid-windows-alone --match "needs --opt-valid FILE" quantize --model "$tmp/m" --method learned-static --opt-valid-windows 4 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-no-opt --match "--opt-valid needs an optimizing method" quantize --model "$tmp/m" --method quarot-gptq --opt-valid "$tmp/valid.txt" "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-short --match "fewer than --opt-valid-windows 1000 x --seqlen 64" quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows 1000 "${calib[@]}" -o "$tmp/x"
+expect_error opt-weight-lr-alone --match "--opt-weight-lr needs --opt-weights" quantize --model "$tmp/m" --method loopq --opt-weight-lr 0.1 "${calib[@]}" -o "$tmp/x"
+expect_error opt-weights-no-lwc --match "--opt-weights needs learned weight clipping" quantize --model "$tmp/m" --method loopq --opt-weights --no-lwc "${calib[@]}" -o "$tmp/x"
+expect_error opt-weights-static-method --match "--opt-weights needs an optimizing method" quantize --model "$tmp/m" --method quarot-gptq --opt-weights "${calib[@]}" -o "$tmp/x"
+expect_error opt-weight-lr-range --match "--opt-weight-lr" quantize --model "$tmp/m" --method loopq --opt-weights --opt-weight-lr 0 "${calib[@]}" -o "$tmp/x"
 expect_error gptq-target-bad --match "--gptq-target must be fp or inputs, got 'best'" quantize --model "$tmp/m" --method loopq --gptq-target best "${calib[@]}" -o "$tmp/x"
 expect_error gptq-target-other --match "--gptq-target needs trajectory-aware GPTQ" quantize --model "$tmp/m" --method quarot-gptq --gptq-target fp "${calib[@]}" -o "$tmp/x"
 expect_error gptq-target-no-d --match "--gptq-target needs trajectory-aware GPTQ" quantize --model "$tmp/m" --method loopq --loopq-components ABC --gptq-target fp "${calib[@]}" -o "$tmp/x"

@@ -320,6 +320,52 @@ TEST(LoopQ, OptimizationLowersTheLossAndIsDeterministic) {
   EXPECT_EQ(bytes[0], bytes[1]);
 }
 
+TEST(LoopQ, LearnedWeightsStartAtTheCodesAndMoveThemWithinTheGrid) {
+  // --opt-weights: the weight behind the codes starts at the dequantized codes, so 0 steps give
+  // the same file as without it; learning then moves some codes (within the int4 grid), lowers
+  // the full-batch objective, and leaves one integer tensor per linear.
+  const at::Tensor calib = ids_of(8, 16, 11);
+  const OuroModel fp = tiny_model(25);
+  auto run = [&](bool weights, int64_t steps, double weight_lr) {
+    auto m = std::make_unique<OuroModel>(tiny_model(25));
+    QuantConfig cfg = loopq_config("AD", false);
+    cfg.optimize.steps = steps;
+    cfg.optimize.learn_weights = weights;
+    cfg.optimize.weight_lr = weight_lr;
+    quantize_model(*m, cfg, calib, quiet());
+    return std::make_pair(std::move(m), cfg);
+  };
+  auto bytes_of = [&](OuroModel& m, const QuantConfig& cfg, const std::string& tag) {
+    const fs::path dir = temp_dir("lw" + tag);
+    save_quantized_model(m, cfg, dir.string(), "");
+    std::string b = file_bytes(dir / "model.safetensors");
+    fs::remove_all(dir);
+    return b;
+  };
+  auto [plain0, cfg_plain0] = run(false, 0, 0.05);
+  auto [learn0, cfg_learn0] = run(true, 0, 0.05);
+  EXPECT_EQ(bytes_of(*plain0, cfg_plain0, "p0"), bytes_of(*learn0, cfg_learn0, "l0"));
+
+  auto [learned, cfg_learned] = run(true, 12, 0.05);
+  auto [fixed, cfg_fixed] = run(false, 12, 0.05);
+  TrajectoryOptions objective;
+  objective.kl_weight = cfg_learned.optimize.kl_weight;
+  const double before = adaptation_loss(*plain0, fp, calib, objective);
+  EXPECT_LT(adaptation_loss(*learned, fp, calib, objective), 0.95 * before) << before;
+  int64_t moved = 0;
+  const auto a = quant_linears(*learned), b = quant_linears(*fixed);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const at::Tensor& c = a[i]->weight().codes;
+    EXPECT_GE(c.min().item<double>(), -8.0);
+    EXPECT_LE(c.max().item<double>(), 7.0);
+    EXPECT_TRUE(at::equal(c, c.round()));
+    moved += (c != b[i]->weight().codes).sum().item<int64_t>();
+  }
+  EXPECT_GT(moved, 0);
+  EXPECT_GT(cfg_learned.optimize_report.at("parameters").get<int64_t>(),
+            cfg_fixed.optimize_report.at("parameters").get<int64_t>());
+}
+
 TEST(LoopQ, SharedBackboneForEveryComponentSubset) {
   // Exactly one integer tensor per physical linear, whatever the components; everything that
   // differs by loop is a separate named fp32 tensor with one entry per loop.

@@ -191,3 +191,35 @@ TEST(OptimizeGuard, RejectsABadInterval) {
   EXPECT_THROW(quantize_model(m, cfg, calib, quiet()), Error);
 }
 
+
+TEST(OptimizeGuard, AKeptBackboneStoresNoAdaptation) {
+  // When the guard keeps the bare backbone, the file holds exactly that backbone: no adaptation
+  // tensor (calibrated static scales, part of the backbone, stay), and it runs as the baseline.
+  const at::Tensor calib = random_ids(8, 16, 50), ids = random_ids(2, 12, 53);
+  for (bool static_acts : {false, true}) {
+    OuroModel baseline = tiny_model(52), learned = tiny_model(52);
+    QuantConfig base = optimizing_config(false, 0);
+    base.method = Method::QuaRotGPTQ;
+    base.act.static_scale = static_acts;
+    quantize_model(baseline, base, calib, quiet());
+    QuantConfig cfg = optimizing_config(false, 0);
+    cfg.act.static_scale = static_acts;
+    quantize_model(learned, cfg, calib, quiet());
+    drop_noop_adaptations(learned, cfg);
+    EXPECT_EQ(cfg.out_affine_sets, 0);
+    EXPECT_EQ(cfg.state_sets, 0);
+    EXPECT_EQ(cfg.act_param_sets > 0, static_acts);
+    EXPECT_TRUE(at::equal(loop_logits(learned, ids), loop_logits(baseline, ids))) << static_acts;
+    const fs::path dir = fs::temp_directory_path() / ("loopq_guard_drop_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    save_quantized_model(learned, cfg, dir.string(), "");
+    const OuroModel back = load_any_model(dir.string());
+    EXPECT_TRUE(at::equal(loop_logits(back, ids), loop_logits(baseline, ids))) << static_acts;
+    std::ifstream in(dir / "model.safetensors", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const char* name : {".loop_out_scale", ".loop_out_bias", ".loop_act_clip", "loop_state"})
+      EXPECT_EQ(bytes.find(name), std::string::npos) << name;
+    EXPECT_EQ(bytes.find(".loop_act_scale") != std::string::npos, static_acts);
+    fs::remove_all(dir);
+  }
+}
