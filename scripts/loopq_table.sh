@@ -36,14 +36,14 @@ THREADS=${THREADS:-0}
 # numbers bit for bit (both sum the integer codes exactly, tests/packed); KERNELS=packed uses them.
 KERNELS=${KERNELS:-reference}
 DIAGNOSE_ALL=${DIAGNOSE_ALL:-0}  # 1: per-loop diagnostics JSON for every row, not only the figure's
-OPT_STEPS=${OPT_STEPS:-60}
-OPT_LR=${OPT_LR:-2e-3}
+OPT_STEPS=${OPT_STEPS:-15}
+OPT_LR=${OPT_LR:-5e-3}
 OPT_KL=${OPT_KL:-1.0}
 OPT_BATCH=${OPT_BATCH:-4}
 OPT_SEQLEN=${OPT_SEQLEN:-256}
 OPT_VALID=${OPT_VALID-$DATA/corpus/valid.txt}
 OPT_VALID_WINDOWS=${OPT_VALID_WINDOWS:-16}
-OPT_VALID_EVERY=${OPT_VALID_EVERY:-10}
+OPT_VALID_EVERY=${OPT_VALID_EVERY:-5}
 LOOPQ=${LOOPQ:-build/loopq}
 FIGURE=${FIGURE:-docs/figures/ouro-tiny-loopq-error-by-loop.png}
 # Quantized directories are kept here until their row is evaluated; the ones the figure needs
