@@ -262,6 +262,8 @@ corrupt_loopq c9 'q["activations"]["mode"] = "sometimes"'
 expect_error act-mode-json --match "activations.mode" eval ppl --model "$tmp/c9" --file "$tmp/test.txt" --seqlen 64
 corrupt_loopq c9b 'q["gptq"]["target"] = "everything"'
 expect_error gptq-target-json --match "gptq.target must be inputs or fp_outputs" eval ppl --model "$tmp/c9b" --file "$tmp/test.txt" --seqlen 64
+corrupt_loopq c9c 'q["optimize"]["learn_weights"] = "yes"'
+expect_error learn-weights-json --match "type must be boolean" eval ppl --model "$tmp/c9c" --file "$tmp/test.txt" --seqlen 64
 corrupt_loopq c10 'pass'
 python3 - "$tmp/c10/model.safetensors" <<'PY'
 import json, struct, sys
