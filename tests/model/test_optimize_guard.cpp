@@ -58,6 +58,18 @@ QuantConfig optimizing_config(bool loopq, int64_t steps) {
   return cfg;
 }
 
+// learned-static's own backbone as a baseline (QuaRot-GPTQ, the same act quantizer) into
+// `baseline`, and learned-static with `cfg` into `learned`, both on `calib`.
+void quantize_against_baseline(OuroModel& baseline, OuroModel& learned, QuantConfig& cfg, const at::Tensor& calib,
+                               bool static_acts) {
+  QuantConfig base = optimizing_config(false, 0);
+  base.method = Method::QuaRotGPTQ;
+  base.act.static_scale = static_acts;
+  quantize_model(baseline, base, calib, quiet());
+  cfg.act.static_scale = static_acts;
+  quantize_model(learned, cfg, calib, quiet());
+}
+
 at::Tensor loop_logits(const OuroModel& m, const at::Tensor& ids) { return loopq::testing::stacked_loop_logits(m, ids); }
 
 std::vector<double> doubles(const nlohmann::json& j) { return j.get<std::vector<double>>(); }
@@ -120,14 +132,9 @@ TEST(OptimizeGuard, TheFirstCandidateIsExactlyTheBackbone) {
   const at::Tensor calib = random_ids(8, 16, 50), valid = random_ids(3, 16, 51);
   for (bool static_acts : {false, true}) {
     OuroModel baseline = tiny_model(52), learned = tiny_model(52);
-    QuantConfig base = optimizing_config(false, 0);
-    base.method = Method::QuaRotGPTQ;
-    base.act.static_scale = static_acts;
-    quantize_model(baseline, base, calib, quiet());
     QuantConfig cfg = optimizing_config(false, 2);
-    cfg.act.static_scale = static_acts;
     set_valid(cfg, valid);
-    quantize_model(learned, cfg, calib, quiet());
+    quantize_against_baseline(baseline, learned, cfg, calib, static_acts);
     const auto& v = cfg.optimize_report.at("valid");
     EXPECT_NEAR(v.at("backbone_nll").get<double>(), readout_nll(baseline, valid), 1e-12) << static_acts;
     // And the result is never worse on valid than that backbone.
@@ -198,13 +205,8 @@ TEST(OptimizeGuard, AKeptBackboneStoresNoAdaptation) {
   const at::Tensor calib = random_ids(8, 16, 50), ids = random_ids(2, 12, 53);
   for (bool static_acts : {false, true}) {
     OuroModel baseline = tiny_model(52), learned = tiny_model(52);
-    QuantConfig base = optimizing_config(false, 0);
-    base.method = Method::QuaRotGPTQ;
-    base.act.static_scale = static_acts;
-    quantize_model(baseline, base, calib, quiet());
     QuantConfig cfg = optimizing_config(false, 0);
-    cfg.act.static_scale = static_acts;
-    quantize_model(learned, cfg, calib, quiet());
+    quantize_against_baseline(baseline, learned, cfg, calib, static_acts);
     drop_noop_adaptations(learned, cfg);
     EXPECT_EQ(cfg.out_affine_sets, 0);
     EXPECT_EQ(cfg.state_sets, 0);
