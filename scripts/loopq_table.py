@@ -55,7 +55,13 @@ def render(d):
                f"{fmt(fpw and fpw['ppl'], '.1f')}, held-out {fmt(fph and fph['ppl'], '.1f')}, "
                f"top-1 {fmt(fp.get('top1'), '.2f', 100)}%, per loop "
                + " / ".join(f"{p['ppl']:.2f}" for p in fp["per_loop"]) + "\n")
-    head = (["row", "corpus ppl", "win", "wiki2", "held-out"] + [f"L{t + 1}" for t in range(loops)]
+    fp_other = load(d, "fp", "corpus-other")
+    fp_by_windows = {fp["windows"]: fp_ppl}
+    if fp_other:
+        fp_by_windows[fp_other["windows"]] = fp_other["ppl"]
+        out.append(f"FP on the first {fp_other['windows']} corpus test windows (the reference of the rows "
+                   f"scored on them): {fp_other['ppl']:.2f}\n")
+    head = (["row", "corpus ppl", "win", "vs FP %", "wiki2", "held-out"] + [f"L{t + 1}" for t in range(loops)]
             + ["top-1 %", "tasks avg", "adapt bytes (%)", "quant s", "removed vs best static", "removed vs learned-static"])
     for config, title in CONFIGS:
         for mode in ["dynamic", "static"]:
@@ -72,6 +78,8 @@ def render(d):
                 continue
             best_static = min((res[b][1]["ppl"], b) for b in BASELINES if b in res) if any(b in res for b in BASELINES) else None
             ls = res.get("learned-static")
+            # Every row of a table is scored on the same windows; FP on those windows is the reference.
+            ref_fp = fp_by_windows.get(next(iter(res.values()))[1]["windows"])
             for r in ROWS:
                 if r not in res:
                     continue
@@ -80,12 +88,13 @@ def render(d):
                 ab = i and i.get("adaptation_bytes")
                 ab_s = "-" if i is None else f"{ab} ({100 * i['adaptation_fraction']:.2f}%)"
                 label = f"**{r}**" if best_static and r == best_static[1] else r
-                rows.append([label, f"{c['ppl']:.2f}", str(c["windows"]), fmt(w and w["ppl"], ".1f"), fmt(h and h["ppl"], ".1f")]
+                vs_fp = fmt(ref_fp and 100 * (c["ppl"] / ref_fp - 1), "+.2f")
+                rows.append([label, f"{c['ppl']:.2f}", str(c["windows"]), vs_fp, fmt(w and w["ppl"], ".1f"), fmt(h and h["ppl"], ".1f")]
                             + [f"{p['ppl']:.2f}" for p in c["per_loop"]]
                             + [fmt(c.get("top1"), ".2f", 100), fmt(task_avg(t), ".1f", 100), ab_s,
                                fmt(q and q.get("quantize_seconds"), ".0f"),
-                               fmt(removed(best_static and best_static[0], c["ppl"], fp_ppl), ".0f", 100) if r.startswith(("loopq", "learned")) else "",
-                               fmt(removed(ls and ls[1]["ppl"], c["ppl"], fp_ppl), ".0f", 100) if r.startswith("loopq") else ""])
+                               fmt(ref_fp and removed(best_static and best_static[0], c["ppl"], ref_fp), ".0f", 100) if r.startswith(("loopq", "learned")) else "",
+                               fmt(ref_fp and removed(ls and ls[1]["ppl"], c["ppl"], ref_fp), ".0f", 100) if r.startswith("loopq") else ""])
             out.append(f"\n#### {title}, {mode} activations\n")
             if best_static:
                 out.append(f"Strongest static baseline: {best_static[1]} ({best_static[0]:.2f}). "
@@ -93,6 +102,20 @@ def render(d):
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
             out += ["| " + " | ".join(r) + " |" for r in rows]
+    full = {n[: -len(".corpus-full.json")]: load(d, n[: -len(".corpus-full.json")], "corpus-full")
+            for n in sorted(os.listdir(d)) if n.endswith(".corpus-full.json")}
+    if "fp" in full:
+        fpf = full.pop("fp")["ppl"]
+        out.append(f"\n#### Headline rows on the whole corpus test split\n")
+        out.append(f"FP {fpf:.2f}. \"removed\" = share of the QuaRot-GPTQ row's excess (same mode) that the row removes.\n")
+        out.append("| row | windows | corpus ppl | vs FP % | " + " | ".join(f"L{t + 1}" for t in range(loops)) + " | top-1 % | removed |")
+        out.append("|" + "---|" * (loops + 6))
+        for name, c in full.items():
+            base = full.get("quarot-gptq-" + name.split("-", 1)[1].split("-", 1)[1]) if name.startswith("loopq") else None
+            rem = fmt(base and removed(base["ppl"], c["ppl"], fpf), ".0f", 100) if base else ""
+            out.append(f"| {name} | {c['windows']} | {c['ppl']:.2f} | {100 * (c['ppl'] / fpf - 1):+.2f} | "
+                       + " | ".join(f"{p['ppl']:.2f}" for p in c["per_loop"])
+                       + f" | {fmt(c.get('top1'), '.2f', 100)} | {rem} |")
     return "\n".join(out) + "\n"
 
 

@@ -11,7 +11,8 @@
 #
 # Knobs (environment): MODEL, OUT, DATA, NSAMPLES/SEQLEN (calibration), HEADLINE_WINDOWS (corpus
 # test windows for the W4A4 rows, 0 = the whole split), PPL_WINDOWS (windows for every other
-# perplexity, 0 = all), TASK_LIMIT (docs per task, 0 = all), ROWS, CONFIGS, MODES, THREADS, plus
+# perplexity, 0 = all), FULL_ROWS (rows also scored on the whole corpus test split, default FP and
+# the figure's rows), TASK_LIMIT (docs per task, 0 = all), ROWS, CONFIGS, MODES, THREADS, plus
 # the LoopQ/learned-static settings chosen on valid (scripts/tune_loopq.sh): OPT_STEPS, OPT_LR,
 # OPT_KL, OPT_BATCH, OPT_SEQLEN, and the optimization's validation guard (the same for
 # learned-static and LoopQ D): OPT_VALID (a valid-split file, never test; empty = no guard),
@@ -96,6 +97,18 @@ evaluate() {  # name model_dir config
 }
 
 evaluate fp "$MODEL" fp
+# FP on the windows of the non-headline rows too, so that every row is compared on its own windows.
+# shellcheck disable=SC2046
+[[ -f $OUT/fp.corpus-other.json ]] || "$LOOPQ" eval ppl --model "$MODEL" --file "$DATA/corpus/test.txt" --seqlen 512 \
+  $(ppl_flags other w4a8) --threads "$THREADS" --kernels "$KERNELS" --json "$OUT/fp.corpus-other.json" >/dev/null
+# The headline rows (FULL_ROWS, default the figure's) and FP also on the whole corpus test split.
+FULL_ROWS=${FULL_ROWS-fp $PLOT_ROWS}
+full_split() {  # name model_dir
+  [[ " $FULL_ROWS " == *" $1 "* && ! -f $OUT/$1.corpus-full.json ]] || return 0
+  "$LOOPQ" eval ppl --model "$2" --file "$DATA/corpus/test.txt" --seqlen 512 --threads "$THREADS" --kernels "$KERNELS" \
+    --json "$OUT/$1.corpus-full.json" >/dev/null
+}
+full_split fp "$MODEL"
 calib=(--calib "$DATA/corpus/train.txt" --nsamples "$NSAMPLES" --seqlen "$SEQLEN")
 opt=(--opt-steps "$OPT_STEPS" --opt-lr "$OPT_LR" --opt-kl "$OPT_KL" --opt-batch "$OPT_BATCH" --opt-seqlen "$OPT_SEQLEN")
 [[ -n $OPT_VALID ]] && opt+=(--opt-valid "$OPT_VALID" --opt-valid-windows "$OPT_VALID_WINDOWS" --opt-valid-every "$OPT_VALID_EVERY")
@@ -106,7 +119,8 @@ for config in $CONFIGS; do
       row_wanted "$row" "$config" || continue
       name=$row-$config-$mode
       if [[ -f $OUT/$name.corpus.json && -f $OUT/$name.wikitext2.json && -f $OUT/$name.heldout.json &&
-            -f $OUT/$name.tasks.json && -f $OUT/$name.inspect.json ]]; then
+            -f $OUT/$name.tasks.json && -f $OUT/$name.inspect.json &&
+            ( " $FULL_ROWS " != *" $name "* || -f $OUT/$name.corpus-full.json ) ]]; then
         continue
       fi
       method=$row
@@ -130,6 +144,7 @@ for config in $CONFIGS; do
       [[ -f $OUT/$name.diagnose.json || ( $DIAGNOSE_ALL == 0 && " $PLOT_ROWS " != *" $name "* ) ]] || "$LOOPQ" diagnose --model "$WORK/$name" --reference "$MODEL" \
         --file "$DATA/corpus/test.txt" --windows 8 --seqlen 512 --threads "$THREADS" --json "$OUT/$name.diagnose.json" >/dev/null
       evaluate "$name" "$WORK/$name" "$config"
+      full_split "$name" "$WORK/$name"
       [[ " $PLOT_ROWS " == *" $name "* ]] || rm -rf "${WORK:?}/$name"
     done
   done
