@@ -111,7 +111,7 @@ def render(d):
         out.append("| row | windows | corpus ppl | vs FP % | " + " | ".join(f"L{t + 1}" for t in range(loops)) + " | top-1 % | removed |")
         out.append("|" + "---|" * (loops + 6))
         for name, c in full.items():
-            base = full.get("quarot-gptq-" + name.split("-", 1)[1].split("-", 1)[1]) if name.startswith("loopq") else None
+            base = full.get("quarot-gptq-" + name.split("-", 2)[2]) if name.startswith("loopq-") else None  # loopq-ABCD-w4a4-dynamic
             rem = fmt(base and removed(base["ppl"], c["ppl"], fpf), ".0f", 100) if base else ""
             out.append(f"| {name} | {c['windows']} | {c['ppl']:.2f} | {100 * (c['ppl'] / fpf - 1):+.2f} | "
                        + " | ".join(f"{p['ppl']:.2f}" for p in c["per_loop"])
