@@ -116,6 +116,8 @@ namespace {
 // order the BLAS adds them in; the chunks add exactly in fp64.
 at::Tensor exact_integer_dot(const at::Tensor& a, const at::Tensor& b, int64_t chunk) {
   const int64_t in = a.size(1);
+  // One chunk: the fp32 GEMM is already exact (integers below 2^24), so no fp64 round trip.
+  if (in <= chunk) return at::linear(a, b);
   at::Tensor sum;
   for (int64_t k = 0; k < in; k += chunk) {
     const int64_t n = std::min(chunk, in - k);

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <unistd.h>
 
 #include "model/model_io.h"
@@ -204,6 +205,31 @@ TEST(QuantLinear, ComputesIntegerCodesTimesScales) {
   EXPECT_TRUE((qw.codes == at::round(qw.codes)).all().item<bool>());
   EXPECT_LE(qw.codes.max().item<double>(), 7);
   EXPECT_GE(qw.codes.min().item<double>(), -8);
+}
+
+// Both integer-product paths against an fp64 hand computation: W4A4 takes one fp32 GEMM (every
+// partial sum an integer below 2^24); asymmetric W8 with A8 over 1,200 inputs must split the
+// GEMM into column chunks (2^24 / (255 * 128) = 514 columns) that add in fp64.
+TEST(QuantLinear, TheIntegerProductMatchesAHandComputationInOneGemmAndInChunks) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(13);
+  for (const auto& [wbits, wsym, abits, in] : {std::tuple<int, bool, int, int64_t>{4, true, 4, 64},
+                                                std::tuple<int, bool, int, int64_t>{8, false, 8, 1200}}) {
+    at::Tensor w = at::randn({5, in}, gen), x = at::randn({4, in}, gen);
+    QuantizedWeight qw = rtn_quantize(w, Grid{wbits, wsym}, 0, false);
+    ActQuant act;
+    act.bits = abits;
+    act.clip = 1.0;
+    QuantLinear op(qw, act, InputRotation{});
+    const double qmax = double((1 << (abits - 1)) - 1);
+    at::Tensor xs = (x.abs().amax(1, true) / qmax).to(at::kDouble);
+    at::Tensor xc = at::clamp(at::round(x.to(at::kDouble) / xs), -qmax - 1, qmax);
+    at::Tensor wc = qw.codes.to(at::kDouble) - qw.params.zero.to(at::kDouble).reshape({5, 1});
+    at::Tensor dot = at::matmul(xc, wc.t());  // integers, exact in fp64
+    at::Tensor expect = dot * qw.params.scale.to(at::kDouble).reshape({1, 5}) * xs;
+    at::Tensor got = op.forward(x, 0).to(at::kDouble);
+    EXPECT_LT((got - expect).abs().max().item<double>(), 1e-6 * expect.abs().max().item<double>())
+        << "W" << wbits << "A" << abits << " in " << in;
+  }
 }
 
 TEST(KVQuant, QuantizesPerTokenGroupsOnTheFlattenedHeads) {
