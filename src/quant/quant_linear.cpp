@@ -111,12 +111,11 @@ QuantLinear::QuantLinear(QuantizedWeight weight, ActQuant act, InputRotation rot
 
 namespace {
 
-// sum_k a[r, k] * b[o, k] over integer-valued fp32 operands, exactly, as fp64: each fp32 GEMM
-// covers at most `chunk` columns, so all of its partial sums are integers below 2^24, whatever
-// order the BLAS adds them in; the chunks add exactly in fp64.
+// sum_k a[r, k] * b[o, k] over integer-valued fp32 operands, exactly: each fp32 GEMM covers at
+// most `chunk` columns, so all of its partial sums are integers below 2^24, whatever order the
+// BLAS adds them in. One chunk is returned as it is (fp32); several add exactly in fp64.
 at::Tensor exact_integer_dot(const at::Tensor& a, const at::Tensor& b, int64_t chunk) {
   const int64_t in = a.size(1);
-  // One chunk: the fp32 GEMM is already exact (integers below 2^24), so no fp64 round trip.
   if (in <= chunk) return at::linear(a, b);
   at::Tensor sum;
   for (int64_t k = 0; k < in; k += chunk) {
