@@ -16,7 +16,8 @@
 # the LoopQ/learned-static settings chosen on valid (scripts/tune_loopq.sh): OPT_STEPS, OPT_LR,
 # OPT_KL, OPT_BATCH, OPT_SEQLEN, and the optimization's validation guard (the same for
 # learned-static and LoopQ D): OPT_VALID (a valid-split file, never test; empty = no guard),
-# OPT_VALID_WINDOWS (its first N windows of SEQLEN tokens), OPT_VALID_EVERY (steps between checks).
+# OPT_VALID_WINDOWS (its first N windows of SEQLEN tokens), OPT_VALID_EVERY (steps between checks),
+# OPT_PATIENCE (stop after that many checks in a row without a better one; 0: never).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/ouro-tiny}
@@ -45,6 +46,7 @@ OPT_SEQLEN=${OPT_SEQLEN:-256}
 OPT_VALID=${OPT_VALID-$DATA/corpus/valid.txt}
 OPT_VALID_WINDOWS=${OPT_VALID_WINDOWS:-16}
 OPT_VALID_EVERY=${OPT_VALID_EVERY:-5}
+OPT_PATIENCE=${OPT_PATIENCE:-1}
 LOOPQ=${LOOPQ:-build/loopq}
 FIGURE=${FIGURE:-docs/figures/ouro-tiny-loopq-error-by-loop.png}
 # Quantized directories are kept here until their row is evaluated; the ones the figure needs
@@ -111,7 +113,7 @@ full_split() {  # name model_dir
 full_split fp "$MODEL"
 calib=(--calib "$DATA/corpus/train.txt" --nsamples "$NSAMPLES" --seqlen "$SEQLEN")
 opt=(--opt-steps "$OPT_STEPS" --opt-lr "$OPT_LR" --opt-kl "$OPT_KL" --opt-batch "$OPT_BATCH" --opt-seqlen "$OPT_SEQLEN")
-[[ -n $OPT_VALID ]] && opt+=(--opt-valid "$OPT_VALID" --opt-valid-windows "$OPT_VALID_WINDOWS" --opt-valid-every "$OPT_VALID_EVERY")
+[[ -n $OPT_VALID ]] && opt+=(--opt-valid "$OPT_VALID" --opt-valid-windows "$OPT_VALID_WINDOWS" --opt-valid-every "$OPT_VALID_EVERY" --opt-patience "$OPT_PATIENCE")
 for config in $CONFIGS; do
   for mode in $MODES; do
     [[ $config == w4a16 && $mode == static ]] && continue  # no activation quantization to calibrate

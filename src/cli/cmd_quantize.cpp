@@ -38,7 +38,7 @@ const char* kQuantizeHelp =
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 15] [--opt-lr 5e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
     "         [--opt-weights [--opt-weight-lr 0.05]]\n"
-    "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5]]\n"
+    "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5] [--opt-patience 1]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
@@ -81,7 +81,8 @@ const char* kQuantizeHelp =
     "               scored (next-token NLL of the quantized model's final readout, all loops on its\n"
     "               own states) for the bare backbone (every adaptation off), before the first step\n"
     "               and every --opt-valid-every steps; the best candidate is kept, and the losses\n"
-    "               and the choice are recorded in config.json\n"
+    "               and the choice are recorded in config.json; the pass stops early after\n"
+    "               --opt-patience checkpoints in a row that beat no earlier one (0: never)\n"
     "  --opt-batch/--opt-seqlen  pieces per step and their length: the calibration windows are cut\n"
     "               into --opt-seqlen pieces, so every calibration token is used\n"
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
@@ -95,7 +96,7 @@ int cmd_quantize(int argc, char** argv) {
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
-             "opt-valid", "opt-valid-windows", "opt-valid-every", "gptq-target", "opt-weight-lr"},
+             "opt-valid", "opt-valid-windows", "opt-valid-every", "opt-patience", "gptq-target", "opt-weight-lr"},
             {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth", "opt-weights"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
@@ -167,12 +168,13 @@ int cmd_quantize(int argc, char** argv) {
   if (args.has("opt-weights") && args.has("no-lwc")) throw Error("--opt-weights needs learned weight clipping (drop --no-lwc)");
   qc.optimize.learn_weights = args.has("opt-weights");
   qc.optimize.weight_lr = args.get_double("opt-weight-lr", qc.optimize.weight_lr, 1e-9, 10.0);
-  for (const char* f : {"opt-valid-windows", "opt-valid-every"})
+  for (const char* f : {"opt-valid-windows", "opt-valid-every", "opt-patience"})
     if (!args.has("opt-valid") && args.has(f)) throw Error(std::string("--") + f + " needs --opt-valid FILE");
   if (args.has("opt-valid") && !fs::is_regular_file(args.get("opt-valid")))
     throw Error("--opt-valid " + args.get("opt-valid") + ": not a readable file");
   const int64_t valid_windows = args.get_int("opt-valid-windows", 8, 1, 1 << 20);
   qc.optimize.valid_every = args.get_int("opt-valid-every", qc.optimize.valid_every, 1, 1000000);
+  qc.optimize.patience = args.get_int("opt-patience", qc.optimize.patience, 0, 1000000);
   const bool trajectory_gptq = loopq && qc.loopq.D && qc.loopq.gptq_weights;
   for (const char* f : {"gptq-loop-weights", "no-trajectory-gptq", "gptq-target"})
     if (!trajectory_gptq && args.has(f))

@@ -62,7 +62,7 @@ double output_error(const at::Tensor& x, const at::Tensor& qx, const at::Tensor&
 }
 
 RatioSearch search_ratio(const at::Tensor& x, const at::Tensor& weight,
-                         const std::function<at::Tensor(const at::Tensor&, double)>& quantize) {
+                         const std::function<at::Tensor(const at::Tensor&, double)>& quantize, double floor) {
   // ||e Wᵀ||² = Σ (e G) ⊙ e with G = WᵀW: cheaper when W has more rows than columns (q/k/v, gate/up).
   const bool gram = weight.defined() && weight.size(0) > weight.size(1);
   const at::Tensor G = gram ? at::matmul(weight.t().to(at::kFloat), weight.to(at::kFloat)) : at::Tensor();
@@ -79,6 +79,7 @@ RatioSearch search_ratio(const at::Tensor& x, const at::Tensor& weight,
     lo_bound = r;
     const double e = err(r);
     if (e < best.error) best.error = e, best.ratio = r;
+    if (r < floor) break;
   }
   // Refine between the neighbours of the coarse optimum.
   const double hi = std::min(1.0, best.ratio / 0.85), lo = std::max(lo_bound, best.ratio * 0.85);
@@ -106,7 +107,7 @@ double search_dynamic_clip(const at::Tensor& x, const at::Tensor& weight, const 
   // Per-token ranges are already tight: only mild clipping can help, so candidates stay >= 0.3.
   RatioSearch r = search_ratio(x, weight, [&](const at::Tensor& v, double ratio) {
     return fake_quant_activation(v, grid, std::max(ratio, 0.3), act.group_size);
-  });
+  }, 0.3);
   r.ratio = std::max(r.ratio, 0.3);
   if (info) *info = r;
   return r.ratio;

@@ -47,9 +47,11 @@ struct RatioSearch {
   double error_at_1 = 0;  // output error at ratio 1 (no clipping)
 };
 // Minimises output_error over ratios r in (0, 1] of a quantizer q_r: a coarse geometric sweep
-// (0.85^k) then a finer one around the best point. Deterministic.
+// (0.85^k) then a finer one around the best point. Deterministic. With `floor`, q_r is taken to
+// clamp r to it, so the sweep stops at its first candidate below the floor (the rest would
+// repeat that error).
 RatioSearch search_ratio(const at::Tensor& x, const at::Tensor& weight,
-                         const std::function<at::Tensor(const at::Tensor&, double)>& quantize);
+                         const std::function<at::Tensor(const at::Tensor&, double)>& quantize, double floor = 0);
 
 // Static per-tensor scale of x [n, in] on `grid`: absmax * r / qmax at the best ratio r.
 double search_static_scale(const at::Tensor& x, const at::Tensor& weight, const Grid& grid, RatioSearch* info = nullptr);

@@ -159,7 +159,7 @@ nlohmann::json QuantConfig::to_json() const {
   if (j.contains("optimize") && !optimize.valid_file.empty())
     j["optimize"]["valid"] = {{"file", optimize.valid_file}, {"windows", optimize.valid_seqlen > 0 ? int64_t(optimize.valid_ids.size()) / optimize.valid_seqlen : 0},
                               {"seqlen", optimize.valid_seqlen},
-                              {"every", optimize.valid_every}};
+                              {"every", optimize.valid_every}, {"patience", optimize.patience}};
   if (!rotate_groups.empty()) {
     nlohmann::json mask = nlohmann::json::array();
     for (const auto& g : rotate_groups) mask.push_back({g[0], g[1], g[2], g[3]});
@@ -236,6 +236,7 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
         const auto& v = o["valid"];
         c.optimize.valid_file = v.value("file", std::string());
         c.optimize.valid_every = int_or(v, "every", c.optimize.valid_every, "optimize.valid.every");
+        c.optimize.patience = int_or(v, "patience", int64_t(0), "optimize.valid.patience");  // before it: none
       }
     }
     if (j.contains("selective_rotation")) {

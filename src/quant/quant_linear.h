@@ -80,6 +80,10 @@ class QuantLinear final : public LinearOp {
   void to(const at::Device& device) override;
 
   const QuantizedWeight& weight() const { return weight_; }
+  // The codes and scales inference multiplies now: weight(), or mid-learning what
+  // end_weight_learning would bake.
+  QuantizedWeight inference_weight() const { return weight_gain_.defined() ? learned_weight() : weight_; }
+  const at::Tensor& bias() const { return bias_; }
   const ActQuant& act() const { return act_; }
   void set_act(const ActQuant& act) { act_ = act; }
   const InputRotation& rotation() const { return rotation_; }

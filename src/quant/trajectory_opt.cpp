@@ -9,6 +9,7 @@
 #include <random>
 
 #include "model/hooks.h"
+#include "quant/packed_snapshot.h"
 #include "quant/quant_linear.h"
 #include "util/error.h"
 
@@ -154,6 +155,7 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
   const at::Tensor pieces = windows.narrow(1, 0, per_window * S).reshape({windows.size(0) * per_window, S});
   const int64_t n = pieces.size(0);
   if (!o.valid_ids.empty() && o.valid_every < 1) throw Error("optimize: the validation interval must be >= 1 step");
+  if (o.patience < 0) throw Error("optimize: the patience must be >= 0 checkpoints");
   if (!o.valid_ids.empty() && (o.valid_seqlen < 2 || int64_t(o.valid_ids.size()) % o.valid_seqlen != 0))
     throw Error("optimize: the validation ids are not whole windows of >= 2 tokens");
   const at::Tensor valid_windows =
@@ -227,6 +229,7 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
   // Validation guard: a checkpoint is the valid NLL after `step` updates; the best one's
   // parameters are kept (copies of every learned tensor, a few hundred KB).
   const bool guard = valid_windows.defined();
+  const bool packed_guard = guard && why_no_packed_snapshot(model).empty();
   std::vector<at::Tensor> best;
   auto score = [&]() {
     // Scored as the file will store the model: output affines in fp16 (round_output_affines).
@@ -242,7 +245,8 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
             t->detach().copy_(t->detach().to(at::kHalf).to(at::kFloat));
           }
     }
-    const double v = readout_nll(model, valid_windows);
+    // On the packed kernels where they run the model: the same NLL bit for bit, sooner.
+    const double v = packed_guard ? readout_nll(packed_snapshot(model), valid_windows) : readout_nll(model, valid_windows);
     {
       at::NoGradGuard no_grad;
       for (auto& [t, keep] : fp32) t.detach().copy_(keep);
@@ -258,12 +262,14 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
     for (const auto& p : params) best.push_back(p.t.detach().clone());
     return true;
   };
+  int64_t stale = 0;  // checkpoints after updates in a row that beat no earlier candidate
   auto checkpoint = [&](int64_t step) {
     const double v = score();
     report.valid_steps.push_back(step);
     report.valid_loss.push_back(v);
     const bool better = keep_if_better(v);
     if (better) report.chosen_step = step, report.chosen_backbone = false;
+    if (step > 0) stale = better ? 0 : stale + 1;
     if (o.progress)
       std::fprintf(stderr, "optimize: valid NLL after %lld steps %.6f (ppl %.3f)%s\n", (long long)step, v, std::exp(v),
                    better ? " best" : "");
@@ -286,7 +292,16 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
     for (size_t i = 0; i < params.size(); ++i) params[i].t.detach().copy_(start[i]);
   }
   for (int64_t step = 0; step < o.steps; ++step) {
-    if (guard && step % o.valid_every == 0) checkpoint(step);
+    if (guard && step % o.valid_every == 0) {
+      checkpoint(step);
+      if (o.patience > 0 && stale >= o.patience) {
+        report.early_stopped = true;
+        report.stopped = "no better valid NLL in " + std::to_string(stale) + " checkpoint" + (stale > 1 ? "s" : "") +
+                         " (patience), after " + std::to_string(step) + " steps";
+        if (o.progress) std::fprintf(stderr, "optimize: stopping early: %s\n", report.stopped.c_str());
+        break;
+      }
+    }
     std::vector<int64_t> pick;
     for (int64_t b = 0; b < std::min(o.batch, n); ++b) {
       if (cursor == order.size()) std::shuffle(order.begin(), order.end(), rng), cursor = 0;

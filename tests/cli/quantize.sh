@@ -80,13 +80,13 @@ import json,sys; o=json.load(open(sys.argv[1]))['quantization_config']['optimize
 assert o['learn_weights'] is True and abs(o['weight_lr']-0.2)<1e-12, o" "$tmp/l-ow/config.json"
 # The optimization's validation guard: the losses per checkpoint and the kept step are recorded.
 head -c 20000 "$shared/data/corpus/valid.txt" >"$tmp/valid.txt"
-guard=(--opt-valid "$tmp/valid.txt" --opt-valid-windows 2 --opt-valid-every 2)
+guard=(--opt-valid "$tmp/valid.txt" --opt-valid-windows 2 --opt-valid-every 2 --opt-patience 0)
 for method in learned-static loopq; do
   expect_ok "guard-$method" quantize --model "$tmp/m" --method "$method" --a-bits 4 "${opt[@]}" "${guard[@]}" \
     "${calib[@]}" -o "$tmp/g-$method"
   check "guard-record-$method" python3 -c "
 import json,sys; o=json.load(open(sys.argv[1]))['quantization_config']['optimize']
-v=o['report']['valid']; assert o['valid']=={'file':'valid.txt','windows':2,'seqlen':64,'every':2}, o['valid']
+v=o['report']['valid']; assert o['valid']=={'file':'valid.txt','windows':2,'seqlen':64,'every':2,'patience':0}, o['valid']
 assert v['steps']==[0,2,3] and len(v['nll'])==3 and v['chosen_nll']==min(v['nll']+[v['backbone_nll']])
 if v['chosen']=='step': assert v['chosen_step']==v['steps'][v['nll'].index(min(v['nll']))] and min(v['nll'])<v['backbone_nll']
 else: assert v['chosen']=='backbone' and v['chosen_step']==-1" "$tmp/g-$method/config.json"
@@ -170,6 +170,8 @@ expect_error opt-valid-missing --match "--opt-valid $tmp/nope.txt: not a readabl
 expect_error opt-valid-windows --match "--opt-valid-windows must be in [1," quantize --model "$tmp/m" --method loopq --opt-valid "$tmp/valid.txt" --opt-valid-windows 0 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-windows-neg --match "--opt-valid-windows must be in [1," quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows -3 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-every --match "--opt-valid-every must be in [1," quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-every 0 "${calib[@]}" -o "$tmp/x"
+expect_error opt-patience-neg --match "--opt-patience must be in [0," quantize --model "$tmp/m" --method loopq --opt-valid "$tmp/valid.txt" --opt-patience -1 "${calib[@]}" -o "$tmp/x"
+expect_error opt-patience-alone --match "--opt-patience needs --opt-valid FILE" quantize --model "$tmp/m" --method learned-static --opt-patience 2 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-windows-alone --match "needs --opt-valid FILE" quantize --model "$tmp/m" --method learned-static --opt-valid-windows 4 "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-no-opt --match "--opt-valid needs an optimizing method" quantize --model "$tmp/m" --method quarot-gptq --opt-valid "$tmp/valid.txt" "${calib[@]}" -o "$tmp/x"
 expect_error opt-valid-short --match "fewer than --opt-valid-windows 1000 x --seqlen 64" quantize --model "$tmp/m" --method learned-static --opt-valid "$tmp/valid.txt" --opt-valid-windows 1000 "${calib[@]}" -o "$tmp/x"

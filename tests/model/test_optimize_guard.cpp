@@ -152,6 +152,7 @@ TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
       cfg.optimize.lr = 2e-2;
       set_valid(cfg, valid);
       cfg.optimize.valid_every = 3;
+      cfg.optimize.patience = 0;  // every step, whatever the checkpoints say
       quantize_model(m, cfg, calib, quiet());
       const auto& r = cfg.optimize_report;
       EXPECT_EQ(r.at("steps_run").get<int64_t>(), 7);
@@ -182,10 +183,50 @@ TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
       EXPECT_EQ(back.optimize_report.at("valid").at("chosen_step"), v.at("chosen_step"));
       EXPECT_EQ(back.optimize.valid_file, "valid.txt");
       EXPECT_EQ(back.optimize.valid_every, 3);
+      EXPECT_EQ(back.optimize.patience, 0);
       bytes[run] = file_bytes(dir / "model.safetensors");
       fs::remove_all(dir);
     }
     EXPECT_EQ(bytes[0], bytes[1]) << (loopq ? "loopq" : "learned-static");
+  }
+}
+
+TEST(OptimizeGuard, AnEarlyStopKeepsWhatTheFullRunKeeps) {
+  // With an absurd learning rate every checkpoint after updates is worse than step 0 or the
+  // backbone. Patience P stops the pass after P such checkpoints: its checkpoints are exactly
+  // the full run's first ones (the same trajectory), and it keeps the full run's model.
+  const at::Tensor calib = random_ids(8, 16, 42), valid = random_ids(3, 16, 43), ids = random_ids(2, 10, 44);
+  for (bool loopq : {false, true}) {
+    const char* what = loopq ? "loopq" : "learned-static";
+    std::vector<double> full_nll;
+    at::Tensor full_logits;
+    for (int64_t patience : {0, 1, 2}) {
+      OuroModel m = tiny_model(45);
+      QuantConfig cfg = optimizing_config(loopq, 8);
+      cfg.optimize.lr = 50;
+      set_valid(cfg, valid);
+      cfg.optimize.valid_every = 2;
+      cfg.optimize.patience = patience;
+      quantize_model(m, cfg, calib, quiet());
+      const auto& r = cfg.optimize_report;
+      const std::vector<double> nll = doubles(r.at("valid").at("nll"));
+      const std::vector<int64_t> steps = r.at("valid").at("steps").get<std::vector<int64_t>>();
+      if (patience == 0) {
+        EXPECT_EQ(r.at("steps_run").get<int64_t>(), 8) << what;
+        EXPECT_FALSE(r.contains("stopped")) << what;
+        full_nll = nll;
+        full_logits = loop_logits(m, ids);
+        continue;
+      }
+      std::vector<int64_t> expected_steps;
+      for (int64_t k = 0; k <= patience; ++k) expected_steps.push_back(2 * k);
+      EXPECT_EQ(steps, expected_steps) << what << " patience " << patience;
+      EXPECT_EQ(r.at("steps_run").get<int64_t>(), 2 * patience) << what;
+      EXPECT_NE(r.at("stopped").get<std::string>().find("patience"), std::string::npos) << what;
+      ASSERT_LE(nll.size(), full_nll.size());
+      for (size_t i = 0; i < nll.size(); ++i) EXPECT_EQ(nll[i], full_nll[i]) << what << " checkpoint " << i;
+      EXPECT_TRUE(at::equal(loop_logits(m, ids), full_logits)) << what << " patience " << patience;
+    }
   }
 }
 
@@ -195,6 +236,9 @@ TEST(OptimizeGuard, RejectsABadInterval) {
   QuantConfig cfg = optimizing_config(false, 2);
   set_valid(cfg, random_ids(2, 16, 51));
   cfg.optimize.valid_every = 0;
+  EXPECT_THROW(quantize_model(m, cfg, calib, quiet()), Error);
+  cfg.optimize.valid_every = 1;
+  cfg.optimize.patience = -1;
   EXPECT_THROW(quantize_model(m, cfg, calib, quiet()), Error);
 }
 

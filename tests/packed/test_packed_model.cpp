@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../model/test_helpers.h"
+#include "packed_cases.h"
 #include "kernels/cpu/kernels.h"
 #include "model/generate.h"
 #include "model/hooks.h"
@@ -26,40 +27,8 @@ using namespace loopq::quant;
 
 namespace {
 
-struct Recorder : LoopHooks {
-  std::vector<at::Tensor> outputs;  // every (loop, layer) output, in order
-  void on_layer_output(int, int, at::Tensor& x) override { outputs.push_back(x.clone()); }
-};
-
-double rel(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-30);
-}
-
-struct Case {
-  const char* name;
-  Method method;
-  int wbits, abits;
-  bool wsym = true;
-  int64_t wgroup = 0;
-  bool static_acts = false;
-  const char* components = "";
-};
-
-QuantConfig config_of(const Case& c) {
-  QuantConfig cfg;
-  cfg.method = c.method;
-  cfg.w_bits = c.wbits;
-  cfg.w_symmetric = c.wsym;
-  cfg.w_group_size = c.wgroup;
-  cfg.act.bits = c.abits;
-  cfg.act.static_scale = c.static_acts;
-  cfg.act_samples = 64;
-  if (c.method == Method::LoopQ) {
-    cfg.loopq = LoopQSpec::parse(c.components, true);
-    cfg.act.clip = 0.9;
-  }
-  return cfg;
-}
+using Case = loopq::testing::PackedCase;
+using loopq::testing::config_of;
 
 fs::path quantized_dir(const Case& c) {
   const fs::path dir = fs::temp_directory_path() / (std::string("loopq_test_packed_") + c.name + "_" + std::to_string(::getpid()));
@@ -88,23 +57,8 @@ TEST_P(PackedModel, EqualsTheReferencePath) {
       ASSERT_EQ(L.linear(LinearSite(s))->kind().rfind("packed_", 0), 0u) << L.linear(LinearSite(s))->kind();
   for (const auto& L : ref.weights().layers) ASSERT_EQ(L.linear(LinearSite::Q)->kind().rfind("fake_", 0), 0u);
 
-  const at::Tensor ids = loopq::testing::random_ids(2, 20, 99);
-  Recorder rr, rp;
-  at::NoGradGuard g;
-  ForwardOptions fo;
-  fo.loop_logits = true;
-  fo.hooks = &rr;
-  const ForwardResult a = ref.forward(ids, fo);
-  fo.hooks = &rp;
-  const ForwardResult b = packed.forward(ids, fo);
-  ASSERT_EQ(rr.outputs.size(), rp.outputs.size());
   // Exact sums on both paths and one epilogue order: bit for bit, far inside the 1e-5 / 1e-4 bounds.
-  for (size_t i = 0; i < rr.outputs.size(); ++i)
-    EXPECT_TRUE(rp.outputs[i].equal(rr.outputs[i]))
-        << c.name << " layer output " << i << ": rel. error " << rel(rp.outputs[i], rr.outputs[i]);
-  for (size_t t = 0; t < a.loop_logits.size(); ++t)
-    EXPECT_TRUE(b.loop_logits[t].equal(a.loop_logits[t]))
-        << c.name << " loop " << t << ": max diff " << loopq::testing::max_abs_diff(b.loop_logits[t], a.loop_logits[t]);
+  loopq::testing::expect_same_outputs(ref, packed, loopq::testing::random_ids(2, 20, 99), c.name);
 
   GenerateOptions go;
   go.max_new_tokens = 16;
