@@ -46,7 +46,7 @@ OPT_SEQLEN=${OPT_SEQLEN:-256}
 OPT_VALID=${OPT_VALID-$DATA/corpus/valid.txt}
 OPT_VALID_WINDOWS=${OPT_VALID_WINDOWS:-16}
 OPT_VALID_EVERY=${OPT_VALID_EVERY:-5}
-OPT_PATIENCE=${OPT_PATIENCE:-1}
+OPT_PATIENCE=${OPT_PATIENCE:-0}
 LOOPQ=${LOOPQ:-build/loopq}
 FIGURE=${FIGURE:-docs/figures/ouro-tiny-loopq-error-by-loop.png}
 # Quantized directories are kept here until their row is evaluated; the ones the figure needs

@@ -38,7 +38,7 @@ const char* kQuantizeHelp =
     "         [--loopq-components ABCD] [--loopq-weights gptq|rtn]\n"
     "         [--opt-steps 15] [--opt-lr 5e-3] [--opt-kl 1.0] [--opt-batch 4] [--opt-seqlen 256] [--no-lwc]\n"
     "         [--opt-weights [--opt-weight-lr 0.05]]\n"
-    "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5] [--opt-patience 1]]\n"
+    "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5] [--opt-patience 0]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"

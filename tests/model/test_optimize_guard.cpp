@@ -152,7 +152,7 @@ TEST(OptimizeGuard, KeepsTheRecordedMinimumAndIsDeterministic) {
       cfg.optimize.lr = 2e-2;
       set_valid(cfg, valid);
       cfg.optimize.valid_every = 3;
-      cfg.optimize.patience = 0;  // every step, whatever the checkpoints say
+      cfg.optimize.patience = 0;  // every step, whatever the checkpoints say (the default)
       quantize_model(m, cfg, calib, quiet());
       const auto& r = cfg.optimize_report;
       EXPECT_EQ(r.at("steps_run").get<int64_t>(), 7);
