@@ -18,22 +18,6 @@ const QuantLinear* quant_linear(const LayerWeights& L, LinearSite site) {
   return dynamic_cast<const QuantLinear*>(L.linear(site).get());
 }
 
-QuantizedWeight detached(QuantizedWeight w) {
-  w.codes = w.codes.detach();
-  w.params.scale = w.params.scale.detach();
-  if (w.params.zero.defined()) w.params.zero = w.params.zero.detach();
-  return w;
-}
-
-SiteAdaptation detached(const SiteAdaptation& a) {
-  SiteAdaptation d;
-  const at::Tensor* from[] = {&a.act_scale, &a.act_clip, &a.out_scale, &a.out_bias};
-  at::Tensor* to[] = {&d.act_scale, &d.act_clip, &d.out_scale, &d.out_bias};
-  for (int i = 0; i < 4; ++i)
-    if (from[i]->defined()) *to[i] = from[i]->detach();
-  return d;
-}
-
 }  // namespace
 
 std::string why_no_packed_snapshot(const OuroModel& model) {
@@ -60,15 +44,16 @@ OuroModel packed_snapshot(const OuroModel& model) {
     for (int s = 0; s < kNumLayerSites; ++s) {
       const LinearSite site = LinearSite(s);
       const QuantLinear* q = quant_linear(w.layers[l], site);
-      const at::Tensor bias = q->bias().defined() ? q->bias().detach() : at::Tensor();
-      auto p = std::make_shared<PackedLinear>(detached(q->inference_weight()), q->act(), q->rotation(), bias);
-      p->set_adaptation(detached(q->adaptation()));
+      // PackedLinear copies what it keeps (codes into its layout, adaptations into plain floats),
+      // so nothing here stays tied to the learned tensors.
+      auto p = std::make_shared<PackedLinear>(q->inference_weight(), q->act(), q->rotation(), q->bias());
+      p->set_adaptation(q->adaptation());
       auto owner = input_owner.emplace(input_group_of(site), p);
       if (!owner.second) owner.first->second->share_input_with(*p);
       w.layers[l].linear(site) = p;
     }
   }
-  for (at::Tensor* t : {&w.state_weight, &w.state_bias})
+  for (at::Tensor* t : {&w.state_weight, &w.state_bias})  // learned: no gradient through the copy
     if (t->defined()) *t = t->detach();
   OuroModel snapshot(model.config(), std::move(w));
   snapshot.set_attention_transform(model.attention_transform());

@@ -295,7 +295,6 @@ TrajectoryReport optimize_adaptations(OuroModel& model, const OuroModel& referen
     if (guard && step % o.valid_every == 0) {
       checkpoint(step);
       if (o.patience > 0 && stale >= o.patience) {
-        report.early_stopped = true;
         report.stopped = "no better valid NLL in " + std::to_string(stale) + " checkpoint" + (stale > 1 ? "s" : "") +
                          " (patience), after " + std::to_string(step) + " steps";
         if (o.progress) std::fprintf(stderr, "optimize: stopping early: %s\n", report.stopped.c_str());

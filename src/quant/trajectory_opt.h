@@ -80,7 +80,6 @@ struct TrajectoryReport {
   double backbone_valid_loss = 0;
   bool chosen_backbone = false;
   std::string stopped;       // why the pass stopped early (empty: it ran every step)
-  bool early_stopped = false;  // the patience ran out (stopped says when)
 };
 
 // Optimizes `model` (already quantized, adaptations installed) in place. `fp_weights` are the
