@@ -96,7 +96,7 @@ PackedLinear::PackedLinear(kernels::PackedWeight packed, ActQuant act, InputRota
 
 void PackedLinear::check_setup(const at::Tensor& bias) {
   if (bias.defined()) {
-    bias_ = bias.detach().to(at::kCPU, at::kFloat).contiguous();
+    bias_ = bias.detach().to(at::kCPU, at::kFloat).contiguous().clone();
     if (bias_.numel() != packed_.out) throw Error("PackedLinear: bias size does not match out_features");
   }
   if (rotation_.kind == InputRotation::Kind::Full && rotation_.hadamard->size() != packed_.in)
@@ -128,7 +128,8 @@ void PackedLinear::set_loop_affine(int loop, at::Tensor scale, at::Tensor bias) 
   if (loop < 0) throw Error("PackedLinear: negative loop index");
   for (at::Tensor* t : {&scale, &bias})
     if (t->defined()) {
-      *t = t->detach().to(at::kCPU, at::kFloat).contiguous();
+      // A copy, never a view: the caller may go on changing its tensor in place (D's updates).
+      *t = t->detach().to(at::kCPU, at::kFloat).contiguous().clone();
       if (t->numel() != packed_.out) throw Error("PackedLinear: per-loop affine size does not match out_features");
     }
   if (int(loop_scale_.size()) <= loop) loop_scale_.resize(size_t(loop + 1)), loop_bias_.resize(size_t(loop + 1));

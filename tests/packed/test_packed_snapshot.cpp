@@ -87,6 +87,21 @@ TEST_P(PackedSnapshot, EqualsTheReferencePathMidLearning) {
   }
   EXPECT_NE(readout_nll(m, ids), before) << c.name;
   EXPECT_EQ(readout_nll(packed, ids), before) << c.name;
+
+  // In place too, as D's updates change the learned tensors: a fresh snapshot must not alias
+  // the model's output affines or state alignment.
+  const OuroModel fresh = packed_snapshot(m);
+  const double fresh_nll = readout_nll(fresh, ids);
+  for (auto& L : m.weights().layers)
+    for (int s = 0; s < kNumLayerSites; ++s) {
+      SiteAdaptation& ad = dynamic_cast<QuantLinear*>(L.linear(LinearSite(s)).get())->adaptation();
+      if (ad.out_scale.defined()) ad.out_scale.mul_(0.7);
+      if (ad.out_bias.defined()) ad.out_bias.add_(0.05);
+    }
+  for (at::Tensor* t : {&m.weights().state_weight, &m.weights().state_bias})
+    if (t->defined()) t->add_(0.3);
+  EXPECT_NE(readout_nll(m, ids), fresh_nll) << c.name;
+  EXPECT_EQ(readout_nll(fresh, ids), fresh_nll) << c.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(
