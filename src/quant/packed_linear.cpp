@@ -27,6 +27,12 @@ struct SharedPackedInput {
 
 namespace {
 
+// One contiguous fp32 CPU copy, never a view: the caller may go on changing its tensor in place
+// (D's updates) after handing it over.
+at::Tensor owned_float_copy(const at::Tensor& t) {
+  return t.detach().to(at::TensorOptions().device(at::kCPU).dtype(at::kFloat), false, true, at::MemoryFormat::Contiguous);
+}
+
 kernels::LogicalWeight logical(const QuantizedWeight& q) {
   if (!q.codes.defined() || q.codes.dim() != 2) throw Error("PackedLinear: codes must be 2-D");
   kernels::LogicalWeight w;
@@ -96,7 +102,7 @@ PackedLinear::PackedLinear(kernels::PackedWeight packed, ActQuant act, InputRota
 
 void PackedLinear::check_setup(const at::Tensor& bias) {
   if (bias.defined()) {
-    bias_ = bias.detach().to(at::kCPU, at::kFloat).contiguous().clone();
+    bias_ = owned_float_copy(bias);
     if (bias_.numel() != packed_.out) throw Error("PackedLinear: bias size does not match out_features");
   }
   if (rotation_.kind == InputRotation::Kind::Full && rotation_.hadamard->size() != packed_.in)
@@ -128,8 +134,7 @@ void PackedLinear::set_loop_affine(int loop, at::Tensor scale, at::Tensor bias) 
   if (loop < 0) throw Error("PackedLinear: negative loop index");
   for (at::Tensor* t : {&scale, &bias})
     if (t->defined()) {
-      // A copy, never a view: the caller may go on changing its tensor in place (D's updates).
-      *t = t->detach().to(at::kCPU, at::kFloat).contiguous().clone();
+      *t = owned_float_copy(*t);
       if (t->numel() != packed_.out) throw Error("PackedLinear: per-loop affine size does not match out_features");
     }
   if (int(loop_scale_.size()) <= loop) loop_scale_.resize(size_t(loop + 1)), loop_bias_.resize(size_t(loop + 1));

@@ -34,7 +34,7 @@ std::string why_no_packed_snapshot(const OuroModel& model) {
   return "";
 }
 
-OuroModel packed_snapshot(const OuroModel& model, int threads) {
+OuroModel packed_snapshot(const OuroModel& model) {
   const std::string why = why_no_packed_snapshot(model);
   if (!why.empty()) throw Error("packed snapshot: " + why);
   at::NoGradGuard no_grad;
@@ -46,7 +46,7 @@ OuroModel packed_snapshot(const OuroModel& model, int threads) {
       const QuantLinear* q = quant_linear(w.layers[l], site);
       // PackedLinear copies what it keeps (codes into its layout, adaptations into plain floats),
       // so nothing here stays tied to the learned tensors.
-      auto p = std::make_shared<PackedLinear>(q->inference_weight(), q->act(), q->rotation(), q->bias(), threads);
+      auto p = std::make_shared<PackedLinear>(q->inference_weight(), q->act(), q->rotation(), q->bias());
       p->set_adaptation(q->adaptation());
       auto owner = input_owner.emplace(input_group_of(site), p);
       if (!owner.second) owner.first->second->share_input_with(*p);

@@ -17,10 +17,8 @@ std::string why_no_packed_snapshot(const OuroModel& model);
 // The copy: embedding, norms, head and attention transform, which quantization does not learn,
 // are shared with `model`; each layer linear is repacked (the linears that read one input, q/k/v
 // and gate/up, quantize it once) and the state alignment copied. Later changes to `model`, in
-// place or not, are not seen: take a new snapshot. So a snapshot can be scored on another thread
-// while `model` goes on learning. threads: the kernels' thread count (0: at::get_num_threads()
-// of the calling thread at each call). Throws loopq::Error where why_no_packed_snapshot is not
-// empty.
-OuroModel packed_snapshot(const OuroModel& model, int threads = 0);
+// place or not, are not seen: take a new snapshot. Throws loopq::Error where
+// why_no_packed_snapshot is not empty.
+OuroModel packed_snapshot(const OuroModel& model);
 
 }  // namespace loopq::quant
