@@ -13,8 +13,11 @@ import json
 import os
 import sys
 
-BASELINES = ["rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq"]
-ROWS = BASELINES + ["learned-static", "loopq-A", "loopq-AB", "loopq-ABC", "loopq-ABCD"]
+# "+T": with the closed-form input-shaping transforms (--input-transform); a static method with
+# them is a static baseline too (loopq-method.md section 3).
+BASELINES = ["rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq", "quarot-gptq+T"]
+ROWS = BASELINES + ["learned-static", "loopq-A", "loopq-AB", "loopq-ABC", "loopq-ABCD",
+                    "learned-static+T", "loopq-A+T", "loopq-AB+T", "loopq-ABC+T", "loopq-ABD+T", "loopq-ABCD+T"]
 CONFIGS = [("w4a4", "W4A4-KV16"), ("w4a4kv4", "W4A4-KV4"), ("w4a8", "W4A8"), ("w4a16", "W4A16")]
 TASKS = [("arc_easy", "acc_norm"), ("arc_challenge", "acc_norm"), ("hellaswag", "acc_norm"), ("piqa", "acc_norm"),
          ("winogrande", "acc"), ("boolq", "acc"), ("lambada", "acc"), ("openbookqa", "acc_norm"), ("mmlu", "acc_macro")]
@@ -62,7 +65,8 @@ def render(d):
         out.append(f"FP on the first {fp_other['windows']} corpus test windows (the reference of the rows "
                    f"scored on them): {fp_other['ppl']:.2f}\n")
     head = (["row", "corpus ppl", "win", "vs FP %", "wiki2", "held-out"] + [f"L{t + 1}" for t in range(loops)]
-            + ["top-1 %", "tasks avg", "adapt bytes (%)", "quant s", "removed vs best static", "removed vs learned-static"])
+            + ["top-1 %", "tasks avg", "adapt bytes (%)", "quant s", "removed vs quarot-gptq", "removed vs best static",
+               "removed vs learned-static"])
     for config, title in CONFIGS:
         for mode in ["dynamic", "static"]:
             if config == "w4a16" and mode == "static":
@@ -77,13 +81,15 @@ def render(d):
             if not res:
                 continue
             best_static = min((res[b][1]["ppl"], b) for b in BASELINES if b in res) if any(b in res for b in BASELINES) else None
-            ls = res.get("learned-static")
+            qg = res.get("quarot-gptq")
             # Every row of a table is scored on the same windows; FP on those windows is the reference.
             ref_fp = fp_by_windows.get(next(iter(res.values()))[1]["windows"])
             for r in ROWS:
                 if r not in res:
                     continue
                 name, c = res[r]
+                # LoopQ's control: learned-static with the same transforms (or without).
+                control = res.get("learned-static+T" if r.endswith("+T") else "learned-static")
                 w, h, t, i, q = (load(d, name, k) for k in ("wikitext2", "heldout", "tasks", "inspect", "quant"))
                 ab = i and i.get("adaptation_bytes")
                 ab_s = "-" if i is None else f"{ab} ({100 * i['adaptation_fraction']:.2f}%)"
@@ -93,8 +99,9 @@ def render(d):
                             + [f"{p['ppl']:.2f}" for p in c["per_loop"]]
                             + [fmt(c.get("top1"), ".2f", 100), fmt(task_avg(t), ".1f", 100), ab_s,
                                fmt(q and q.get("quantize_seconds"), ".0f"),
+                               fmt(ref_fp and removed(qg and qg[1]["ppl"], c["ppl"], ref_fp), ".0f", 100) if r != "quarot-gptq" and r in res and r not in BASELINES[:5] else "",
                                fmt(ref_fp and removed(best_static and best_static[0], c["ppl"], ref_fp), ".0f", 100) if r.startswith(("loopq", "learned")) else "",
-                               fmt(ref_fp and removed(ls and ls[1]["ppl"], c["ppl"], ref_fp), ".0f", 100) if r.startswith("loopq") else ""])
+                               fmt(ref_fp and removed(control and control[1]["ppl"], c["ppl"], ref_fp), ".0f", 100) if r.startswith("loopq") else ""])
             out.append(f"\n#### {title}, {mode} activations\n")
             if best_static:
                 out.append(f"Strongest static baseline: {best_static[1]} ({best_static[0]:.2f}). "
@@ -111,7 +118,8 @@ def render(d):
         out.append("| row | windows | corpus ppl | vs FP % | " + " | ".join(f"L{t + 1}" for t in range(loops)) + " | top-1 % | removed |")
         out.append("|" + "---|" * (loops + 6))
         for name, c in full.items():
-            base = full.get("quarot-gptq-" + name.split("-", 2)[2]) if name.startswith("loopq-") else None  # loopq-ABCD-w4a4-dynamic
+            # loopq-ABCD-w4a4-dynamic, quarot-gptq+T-w4a4-static, ...: the mode's QuaRot-GPTQ row
+            base = full.get("quarot-gptq-" + name.split("-", 2)[2]) if not name.startswith("quarot-gptq-") else None
             rem = fmt(base and removed(base["ppl"], c["ppl"], fpf), ".0f", 100) if base else ""
             out.append(f"| {name} | {c['windows']} | {c['ppl']:.2f} | {100 * (c['ppl'] / fpf - 1):+.2f} | "
                        + " | ".join(f"{p['ppl']:.2f}" for p in c["per_loop"])

@@ -13,11 +13,14 @@
 # test windows for the W4A4 rows, 0 = the whole split), PPL_WINDOWS (windows for every other
 # perplexity, 0 = all), FULL_ROWS (rows also scored on the whole corpus test split, default FP and
 # the figure's rows), TASK_LIMIT (docs per task, 0 = all), ROWS, CONFIGS, MODES, THREADS, plus
+# PLOT_ROWS (the error-against-loop figure's rows, NAME-CONFIG-MODE), FIGURE, and
 # the LoopQ/learned-static settings chosen on valid (scripts/tune_loopq.sh): OPT_STEPS, OPT_LR,
 # OPT_KL, OPT_BATCH, OPT_SEQLEN, and the optimization's validation guard (the same for
 # learned-static and LoopQ D): OPT_VALID (a valid-split file, never test; empty = no guard),
 # OPT_VALID_WINDOWS (its first N windows of SEQLEN tokens), OPT_VALID_EVERY (steps between checks),
 # OPT_PATIENCE (stop after that many checks in a row without a better one; 0: never).
+# A row name ending in +T (e.g. quarot-gptq+T, loopq-ABCD+T) adds the closed-form input-shaping
+# transforms (--input-transform $TRANSFORM_GROUPS) to that method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/ouro-tiny}
@@ -30,6 +33,7 @@ PPL_WINDOWS=${PPL_WINDOWS:-30}
 TASK_LIMIT=${TASK_LIMIT:-40}
 SQ_ALPHA=${SQ_ALPHA:-0.7}
 ALL_ROWS="rtn smoothquant gptq quarot-rtn quarot-gptq learned-static loopq-A loopq-AB loopq-ABC loopq-ABCD"
+TRANSFORM_GROUPS=${TRANSFORM_GROUPS:-attn,o,mlp,down}
 ROWS=${ROWS:-$ALL_ROWS}
 CONFIGS=${CONFIGS:-"w4a4 w4a4kv4 w4a8 w4a16"}
 MODES=${MODES:-"dynamic static"}
@@ -53,7 +57,7 @@ FIGURE=${FIGURE:-docs/figures/ouro-tiny-loopq-error-by-loop.png}
 # stay (a re-run of the figure then needs no quantization).
 WORK=${WORK:-${TMPDIR:-/tmp}/loopq-table-models}
 mkdir -p "$OUT" "$WORK"
-PLOT_ROWS="quarot-gptq-w4a4-dynamic loopq-ABCD-w4a4-dynamic quarot-gptq-w4a4-static loopq-ABCD-w4a4-static"
+PLOT_ROWS=${PLOT_ROWS:-"quarot-gptq-w4a4-dynamic loopq-ABCD-w4a4-dynamic quarot-gptq-w4a4-static loopq-ABCD-w4a4-static"}
 
 config_flags() {
   case $1 in
@@ -69,7 +73,7 @@ config_flags() {
 row_wanted() {  # row config
   case $2 in
     w4a4|w4a4kv4) return 0 ;;
-    *) [[ $1 == quarot-gptq || $1 == gptq || $1 == learned-static || $1 == loopq-ABCD ]] ;;
+    *) [[ ${1%+T} == quarot-gptq || $1 == gptq || ${1%+T} == learned-static || ${1%+T} == loopq-ABCD || ${1%+T} == loopq-ABD ]] ;;
   esac
 }
 
@@ -125,13 +129,15 @@ for config in $CONFIGS; do
             ( " $FULL_ROWS " != *" $name "* || -f $OUT/$name.corpus-full.json ) ]]; then
         continue
       fi
-      method=$row
+      base=${row%+T}
+      method=$base
       extra=()
-      case $row in
-        loopq-*) method=loopq; extra=(--loopq-components "${row#loopq-}") ;;
+      case $base in
+        loopq-*) method=loopq; extra=(--loopq-components "${base#loopq-}") ;;
       esac
       [[ $row == smoothquant ]] && extra=(--alpha "$SQ_ALPHA")
-      [[ $row == learned-static || $row == loopq-*D ]] && extra+=("${opt[@]}")
+      [[ $row == *+T ]] && extra+=(--input-transform "$TRANSFORM_GROUPS")
+      [[ $base == learned-static || $base == loopq-*D ]] && extra+=("${opt[@]}")
       mode_flags=()
       [[ $config != w4a16 ]] && mode_flags=(--act-mode "$mode")
       if [[ ! -d $WORK/$name ]]; then

@@ -26,7 +26,8 @@ static const char* kInspectHelp =
     "quantized model also the method, activation mode, bit widths and the adaptation bytes.\n"
     "--json FILE writes {method, components, weights, act_mode, w_bits, a_bits, kv_bits,\n"
     "backbone_integer_tensors: [per layer], adaptation_bytes, model_bytes, adaptation_fraction,\n"
-    "ouro_1_4b_projection: {adaptation_bytes, model_bytes, adaptation_fraction}} (file bytes).\n";
+    "transform_bytes (dense input transforms, shared by all loops),\n"
+    "ouro_1_4b_projection: {adaptation_bytes, model_bytes, adaptation_fraction, transform_bytes}} (file bytes).\n";
 
 static std::string group_of(const std::string& name) {
   if (name.rfind("model.layers.", 0) == 0) return "layers";
@@ -90,10 +91,13 @@ int cmd_inspect(int argc, char** argv) {
               human_bytes(double(bytes)).c_str());
   // Integer backbone tensors per layer (one per physical linear) and adaptation bytes, from the file.
   std::vector<int64_t> backbone(size_t(cfg.num_layers), 0);
-  int64_t adaptation_bytes = 0;
+  int64_t adaptation_bytes = 0, transform_bytes = 0;
   for (const auto& name : ckpt.names()) {
     const io::TensorInfo& t = ckpt.get(name);
     if (quant::is_adaptation_tensor(name)) adaptation_bytes += int64_t(t.nbytes);
+    const std::string transform = ".input_transform";
+    if (name.size() > transform.size() && name.compare(name.size() - transform.size(), transform.size(), transform) == 0)
+      transform_bytes += int64_t(t.nbytes);
     const std::string suffix = ".qweight";
     if (name.rfind("model.layers.", 0) == 0 && name.size() > suffix.size() &&
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
@@ -116,6 +120,10 @@ int cmd_inspect(int argc, char** argv) {
                 human_bytes(double(adaptation_bytes)).c_str(), human_bytes(double(bytes)).c_str(),
                 100.0 * double(adaptation_bytes) / double(bytes), human_bytes(double(big.adaptation)).c_str(),
                 human_bytes(double(big.model)).c_str(), 100.0 * double(big.adaptation) / double(big.model));
+    if (here.transform > 0)
+      std::printf("input transforms (shared by all loops): %s (%.3f%%); at the Ouro-1.4B shape %s (%.2f%%)\n",
+                  human_bytes(double(transform_bytes)).c_str(), 100.0 * double(transform_bytes) / double(bytes),
+                  human_bytes(double(big.transform)).c_str(), 100.0 * double(big.transform) / double(big.model));
     if (here.adaptation != adaptation_bytes)
       std::printf("warning: stored adaptation bytes %lld differ from the format's %lld\n", (long long)adaptation_bytes,
                   (long long)here.adaptation);
@@ -127,8 +135,10 @@ int cmd_inspect(int argc, char** argv) {
     j["w_bits"] = qc.w_bits, j["a_bits"] = qc.act.bits, j["kv_bits"] = qc.kv.bits;
     j["w_group_size"] = qc.w_group_size;
     j["adaptation_sets"] = {{"act", qc.act_param_sets}, {"out_affine", qc.out_affine_sets}, {"state", qc.state_sets}};
+    j["transform_bytes"] = transform_bytes;
     j["ouro_1_4b_projection"] = {{"adaptation_bytes", big.adaptation}, {"model_bytes", big.model},
-                                 {"adaptation_fraction", double(big.adaptation) / double(big.model)}};
+                                 {"adaptation_fraction", double(big.adaptation) / double(big.model)},
+                                 {"transform_bytes", big.transform}};
   } else {
     j["method"] = "fp";
   }

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -40,6 +41,7 @@ const char* kQuantizeHelp =
     "         [--opt-weights [--opt-weight-lr 0.05]]\n"
     "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5] [--opt-patience 0]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
+    "         [--input-transform attn,o,mlp,down|none]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -71,6 +73,11 @@ const char* kQuantizeHelp =
     "                  each loop's rows weighted by --gptq-loop-weights) unless --no-trajectory-gptq;\n"
     "                  --gptq-target fp: GPTQ toward the FP model's outputs on its FP inputs (the\n"
     "                  least-squares target of the quantized inputs, own activation rounding included)\n"
+    "  --input-transform  (rotated methods) a closed-form input-shaping transform T per listed input\n"
+    "               group, applied before its rotation (stored dense [in, in], shared by all loops):\n"
+    "               T² = C^-1/2 (C^1/2 G C^1/2)^1/2 C^-1/2 (C: input second moment, G = WᵀW)\n"
+    "               minimises the output error of rotated rounding; C balanced over loops for loopq,\n"
+    "               pooled otherwise; kept per site only where it lowers the measured error\n"
     "  --opt-weights  D and learned-static also learn the shared weight behind the integer codes\n"
     "               (straight-through rounding from the GPTQ/RTN codes; Adam steps of --opt-weight-lr\n"
     "               quantization steps): the codes may move, still one integer tensor per linear\n"
@@ -88,6 +95,24 @@ const char* kQuantizeHelp =
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
     "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
 
+// "attn,o,mlp,down" (any subset, in any order) or "none".
+std::array<bool, 4> parse_transform_groups(const std::string& list) {
+  std::array<bool, 4> on{};
+  if (list == "none") return on;
+  const char* names[] = {"attn", "o", "mlp", "down"};
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, end - start);
+    const auto pos = std::find(std::begin(names), std::end(names), item);
+    if (pos == std::end(names))
+      throw Error("--input-transform: unknown input group '" + item + "' (expected attn, o, mlp, down or none)");
+    on[size_t(pos - std::begin(names))] = true;
+    start = end + 1;
+  }
+  return on;
+}
+
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
@@ -96,7 +121,8 @@ int cmd_quantize(int argc, char** argv) {
              "kv-clip", "kv-group-size", "calib", "nsamples", "seqlen", "seed", "batch", "alpha", "percdamp",
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
-             "opt-valid", "opt-valid-windows", "opt-valid-every", "opt-patience", "gptq-target", "opt-weight-lr"},
+             "opt-valid", "opt-valid-windows", "opt-valid-every", "opt-patience", "gptq-target", "opt-weight-lr",
+             "input-transform"},
             {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth", "opt-weights"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
@@ -153,6 +179,9 @@ int cmd_quantize(int argc, char** argv) {
   if (loopq && qc.loopq.components().empty()) throw Error("--loopq-components needs at least one of A, B, C, D");
   if (args.has("loopq-smooth") && !(loopq && qc.loopq.A)) throw Error("--loopq-smooth needs --method loopq with component A");
   qc.loopq_smooth = args.has("loopq-smooth");
+  qc.transform_request = parse_transform_groups(args.get("input-transform", "none"));
+  if (qc.transform_request != std::array<bool, 4>{} && !quant::uses_rotation(qc.method))
+    throw Error("--input-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
   const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
   for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc", "opt-valid", "opt-weights",
                         "opt-weight-lr"})

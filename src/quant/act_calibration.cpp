@@ -147,4 +147,16 @@ int64_t calibrate_activations(OuroModel& model, const ActivationSampler& samples
   return P;
 }
 
+double relative_site_error(const at::Tensor& v, const at::Tensor& wq, const at::Tensor& fp_out, const ActQuant& act,
+                           double scale) {
+  at::Tensor qv = v;
+  if (act.enabled()) {
+    const Grid g{act.bits, act.symmetric};
+    qv = act.static_scale ? fake_quant_static(v, g, at::scalar_tensor(scale, v.options()))
+                          : fake_quant_activation(v, g, act.clip, act.group_size);
+  }
+  const at::Tensor out = at::linear(qv, wq);
+  return (out - fp_out).pow(2).sum().item<double>() / fp_out.pow(2).sum().clamp_min(1e-30).item<double>();
+}
+
 }  // namespace loopq::quant

@@ -61,6 +61,11 @@ double search_dynamic_clip(const at::Tensor& x, const at::Tensor& weight, const 
 // The dense weight a group's input feeds: q/k/v (or gate/up) stacked, [sum out, in].
 at::Tensor group_weight(const LayerWeights& L, InputGroup g);
 
+// ||q_a(v) wqᵀ - fp_out||² / ||fp_out||²: the relative output error of the activation quantizer
+// `act` (static: with per-tensor scale `scale`) on rows `v` times the quantized weight `wq`.
+double relative_site_error(const at::Tensor& v, const at::Tensor& wq, const at::Tensor& fp_out, const ActQuant& act,
+                           double scale);
+
 // Chooses and installs the activation parameters of every quantized linear: static scales (when
 // act.static_scale) or clip ratios, with `per_loop` one per loop (P = T) or pooled (P = 1).
 // Returns P.

@@ -25,6 +25,25 @@ at::Tensor o_scales(const LoopLMConfig& c, const at::Tensor& absmax, const at::T
   return sv.view({KVH, 1, hd}).expand({KVH, G, hd}).reshape({-1});  // per q channel
 }
 
+// Rotation-aware scales. Before an orthonormal rotation, per-token rounding noise is white with a
+// power that follows ||x / s||², and it reaches the output through W diag(s), so the output error
+// follows (sum_j v_j / s_j²) (sum_j c_j s_j²), with v_j the input's second moment and c_j the squared
+// column norm of W. Cauchy-Schwarz puts its minimum at s_j = (v_j / c_j)^(1/4), which is a = 0.5
+// here: s = (rms / colnorm)^a. Weight rounding after the rotation follows the same product. For the
+// o_proj input, one value per KV channel (the largest need over the query heads that read it).
+at::Tensor rotation_aware_scales(const LoopLMConfig& c, InputGroup g, const at::Tensor& second_moment,
+                                 const at::Tensor& w, double a) {
+  at::Tensor v = second_moment.to(at::kDouble).clamp_min(1e-30);
+  at::Tensor cn = w.to(at::kDouble).pow(2).sum(0).clamp_min(1e-30);
+  at::Tensor s = (v / cn).pow(a / 2);
+  if (g == InputGroup::OIn) {
+    const int64_t KVH = c.num_kv_heads, G = c.num_heads / c.num_kv_heads, hd = c.head_dim;
+    s = s.view({KVH, G, hd}).amax(1, true).expand({KVH, G, hd}).reshape({-1});
+  }
+  s = s / s.pow(2).mean().sqrt();  // mean s² = 1: the folded norm weights keep their range
+  return s.clamp_min(1e-5);
+}
+
 }  // namespace
 
 void fold_smoothing(OuroModel& model, int64_t layer, InputGroup g, const at::Tensor& s_in) {
@@ -77,12 +96,14 @@ nlohmann::json loop_balanced_smoothing(OuroModel& model, const ActivationSampler
       const InputGroup g = InputGroup(gi);
       const at::Tensor W = group_weight(L, g);  // raw basis [out, in]
       std::vector<at::Tensor> x(static_cast<size_t>(T)), ref(static_cast<size_t>(T));
-      at::Tensor absmax;
+      at::Tensor absmax, moment;  // per channel, the largest over loops (loop-balanced)
       for (int64_t t = 0; t < T; ++t) {
         x[size_t(t)] = samples.rows(t, l, g).to(W.device());
         ref[size_t(t)] = at::linear(x[size_t(t)], W);
         const at::Tensor m = x[size_t(t)].abs().amax(0);
+        const at::Tensor v = x[size_t(t)].to(at::kDouble).pow(2).mean(0);
         absmax = absmax.defined() ? at::maximum(absmax, m) : m;
+        moment = moment.defined() ? at::maximum(moment, v) : v;
       }
       at::Tensor M;
       if (rotate)
@@ -93,6 +114,7 @@ nlohmann::json loop_balanced_smoothing(OuroModel& model, const ActivationSampler
       for (double a : strengths) {
         at::Tensor s;
         if (a < 0) s = at::ones({W.size(1)}, W.options());
+        else if (rotate) s = rotation_aware_scales(c, g, moment, W, a).to(at::kFloat);
         else if (g == InputGroup::OIn) s = o_scales(c, absmax, dense_weight(L, LinearSite::O), a).to(at::kFloat);
         else s = smoothing_scales(absmax, {W}, a).to(at::kFloat);
         at::Tensor ws = W * s.unsqueeze(0);
@@ -117,7 +139,8 @@ nlohmann::json loop_balanced_smoothing(OuroModel& model, const ActivationSampler
       }
       if (best_a >= 0) fold_smoothing(model, l, g, best_s);
       report.push_back({{"layer", l}, {"input", input_group_name(g)},
-                        {"alpha", best_a < 0 ? nlohmann::json(nullptr) : nlohmann::json(best_a)}, {"tried", tried}});
+                        {"alpha", best_a < 0 ? nlohmann::json(nullptr) : nlohmann::json(best_a)},
+                        {"scales", rotate ? "(rms/colnorm)^alpha" : "absmax^alpha/wmax^(1-alpha)"}, {"tried", tried}});
     }
   }
   return report;

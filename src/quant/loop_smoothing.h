@@ -1,6 +1,8 @@
 #pragma once
 // LoopQ A's shared smoothing vector (the smooth pass, loop-balanced). Per (layer, input group), a
-// per-input-channel s = absmax^a / wmax^(1-a) is folded exactly into the FP model: attn_in into
+// per-input-channel s is folded exactly into the FP model. Before a rotation s = (rms / colnorm)^a,
+// whose a = 0.5 minimises the output error of rotated rounding (loop_smoothing.cpp); rms is the
+// largest over loops. Unrotated, SmoothQuant's s = absmax^a / wmax^(1-a). It folds: attn_in into
 // input_layernorm, mlp_in into post_attention_layernorm, down_in into up_proj's output rows, o_in
 // into v_proj's output rows (per KV head, shared by the query heads that read it, so GQA stays
 // exact). The strength a is chosen per site from {off, 0.25, 0.5, 0.75} by the worst case over

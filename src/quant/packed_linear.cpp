@@ -105,10 +105,7 @@ void PackedLinear::check_setup(const at::Tensor& bias) {
     bias_ = owned_float_copy(bias);
     if (bias_.numel() != packed_.out) throw Error("PackedLinear: bias size does not match out_features");
   }
-  if (rotation_.kind == InputRotation::Kind::Full && rotation_.hadamard->size() != packed_.in)
-    throw Error("PackedLinear: input rotation size does not match in_features");
-  if (rotation_.kind == InputRotation::Kind::Heads && rotation_.hadamard->size() * rotation_.head_dim != packed_.in)
-    throw Error("PackedLinear: head rotation does not match in_features");
+  rotation_.check(packed_.in, "PackedLinear");
 }
 
 void PackedLinear::set_adaptation(const SiteAdaptation& a) {
@@ -150,6 +147,7 @@ bool PackedLinear::same_input_params(const PackedLinear& o) const {
   const InputRotation &a = rotation_, &b = o.rotation_;
   if (a.kind != b.kind) return false;
   if (!a.active()) return true;
+  if (a.kind == InputRotation::Kind::Dense) return same_tensor_values(a.dense, b.dense);
   return a.head_dim == b.head_dim && a.hadamard->size() == b.hadamard->size() &&
          same_tensor_values(a.hadamard->signs(), b.hadamard->signs());
 }

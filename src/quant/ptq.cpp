@@ -8,6 +8,7 @@
 #include "quant/act_calibration.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
+#include "quant/input_transform.h"
 #include "quant/loop_smoothing.h"
 #include "quant/output_affine.h"
 #include "quant/quarot.h"
@@ -104,7 +105,7 @@ LinearParts linear_parts(const LinearPtr& op) {
 
 bool needs_calibration(const QuantConfig& cfg) {
   const Recipe r = recipe_of(cfg);
-  return r.loop_smooth || r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
+  return r.loop_smooth || r.shape_inputs || r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
 }
 
 void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
@@ -118,7 +119,10 @@ void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
     model.set_attention_transform(nullptr);
 }
 
-Recipe recipe_of(const QuantConfig& cfg) {
+namespace {
+
+// The method's passes; the opt-in input transforms are added by recipe_of.
+Recipe method_recipe(const QuantConfig& cfg) {
   Recipe r;
   const bool acts = cfg.act.enabled();
   switch (cfg.method) {
@@ -153,6 +157,14 @@ Recipe recipe_of(const QuantConfig& cfg) {
       return r;
   }
   r.calibrate_acts = acts && cfg.act.static_scale;  // static scales, pooled over loops
+  return r;
+}
+
+}  // namespace
+
+Recipe recipe_of(const QuantConfig& cfg) {
+  Recipe r = method_recipe(cfg);
+  r.shape_inputs = r.rotate && cfg.transform_request != std::array<bool, 4>{};
   return r;
 }
 
@@ -196,6 +208,18 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     int kept = 0;
     for (const auto& g : cfg.rotate_groups) kept += g[0] + g[1] + g[2] + g[3];
     log("B kept " + std::to_string(kept) + " of " + std::to_string(cfg.rotate_groups.size() * 4) + " online rotations");
+  }
+  if (recipe.shape_inputs) {
+    timed(run, report, std::string("input transforms (closed form, ") + (recipe.per_loop ? "loop-balanced)" : "pooled)"), [&] {
+      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
+      TransformChoice choice = shape_input_transforms(model, samples, weight_grid(cfg), cfg.act, cfg.transform_request,
+                                                      recipe.per_loop);
+      cfg.transform_groups = choice.groups;
+      cfg.transform_report = choice.report;
+    });
+    int kept = 0;
+    for (const auto& g : cfg.transform_groups) kept += g[0] + g[1] + g[2] + g[3];
+    log("kept " + std::to_string(kept) + " input transforms");
   }
   if (recipe.smooth) {
     CalibrationOptions o;

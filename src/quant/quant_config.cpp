@@ -1,5 +1,7 @@
 #include "quant/quant_config.h"
 
+#include <algorithm>
+
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -125,6 +127,8 @@ void QuantConfig::validate(int64_t hidden, int64_t intermediate, int64_t q_dim, 
   if (fit_windows < 1) throw Error("--fit-windows must be >= 1");
   for (double w : gptq_loop_weights)
     if (!(w >= 0) || !std::isfinite(w)) throw Error("--gptq-loop-weights must be finite and >= 0");
+  if (transform_request != std::array<bool, 4>{} && !uses_rotation(method))
+    throw Error("--input-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
   for (int64_t p : {act_param_sets, out_affine_sets, state_sets})
     if (p < 0 || p > 1024) throw Error("quantization_config: adaptation set count out of range");
 }
@@ -165,6 +169,17 @@ nlohmann::json QuantConfig::to_json() const {
     for (const auto& g : rotate_groups) mask.push_back({g[0], g[1], g[2], g[3]});
     j["selective_rotation"] = {{"groups", {"attn_in", "o_in", "mlp_in", "down_in"}}, {"rotate", mask},
                                {"measurements", rotation_report}};
+  }
+  if (transform_request != std::array<bool, 4>{}) {
+    nlohmann::json req = nlohmann::json::array(), mask = nlohmann::json::array();
+    const char* names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+    for (int g = 0; g < 4; ++g)
+      if (transform_request[size_t(g)]) req.push_back(names[g]);
+    for (const auto& g : transform_groups) mask.push_back({g[0], g[1], g[2], g[3]});
+    j["input_transform"] = {{"requested", req}, {"form", "closed_form_shaping_then_rotation"},
+                            {"statistics", method == Method::LoopQ ? "loop_balanced" : "pooled"},
+                            {"groups", {"attn_in", "o_in", "mlp_in", "down_in"}}, {"transform", mask},
+                            {"measurements", transform_report}};
   }
   if (method == Method::GPTQ || method == Method::QuaRotGPTQ ||
       ((method == Method::LoopQ || method == Method::LearnedStatic) && loopq.gptq_weights))
@@ -246,6 +261,20 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
         c.rotate_groups.push_back({row[0].get<bool>(), row[1].get<bool>(), row[2].get<bool>(), row[3].get<bool>()});
       }
       c.rotation_report = sr.value("measurements", nlohmann::json());
+    }
+    if (j.contains("input_transform")) {
+      const auto& it = j["input_transform"];
+      const std::string names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+      for (const auto& n : it.at("requested")) {
+        const auto pos = std::find(std::begin(names), std::end(names), n.get<std::string>());
+        if (pos == std::end(names)) throw Error("input_transform.requested names an unknown input group");
+        c.transform_request[size_t(pos - std::begin(names))] = true;
+      }
+      for (const auto& row : it.at("transform")) {
+        if (!row.is_array() || row.size() != 4) throw Error("input_transform.transform rows must hold 4 booleans");
+        c.transform_groups.push_back({row[0].get<bool>(), row[1].get<bool>(), row[2].get<bool>(), row[3].get<bool>()});
+      }
+      c.transform_report = it.value("measurements", nlohmann::json());
     }
     const auto& kv = j.at("kv_cache");
     c.kv.bits = int_at<int>(kv, "bits", "kv_cache.bits");

@@ -64,6 +64,12 @@ struct QuantConfig {
   // empty = every rotation of the method is on. B's measurements stay in `rotation_report`.
   std::vector<std::array<bool, 4>> rotate_groups;
   nlohmann::json rotation_report;
+  // Input-shaping transforms (input_transform.h, --input-transform): the groups asked for, and per
+  // (layer, group) where one was kept (empty: none). Each kept one is a stored tensor
+  // model.layers.L.<group>.input_transform [in, in] replacing that group's online rotation.
+  std::array<bool, 4> transform_request{};
+  std::vector<std::array<bool, 4>> transform_groups;
+  nlohmann::json transform_report;
   // Leading size P of the stored adaptation tensors (0: none; 1: one set for all loops; T: per loop).
   int64_t act_param_sets = 0;   // static scales or clip ratios per site
   int64_t out_affine_sets = 0;  // output scale / bias per site
@@ -78,6 +84,9 @@ struct QuantConfig {
   nlohmann::json optimize_report;
   bool group_rotated(int64_t layer, int group) const {
     return rotate_groups.empty() || rotate_groups.at(size_t(layer))[size_t(group)];
+  }
+  bool group_transformed(int64_t layer, int group) const {
+    return !transform_groups.empty() && transform_groups.at(size_t(layer))[size_t(group)];
   }
   // Calibration record
   std::string calib_file;

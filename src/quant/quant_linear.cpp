@@ -19,8 +19,23 @@ at::Tensor InputRotation::apply(const at::Tensor& x) const {
       at::Tensor y = hadamard->apply(x.reshape(view).transpose(-1, -2)).transpose(-1, -2);
       return y.reshape(sizes);
     }
+    case Kind::Dense: {
+      // fp32 (fp64 stays fp64, as for the Hadamard); fp16/bf16 are computed in fp32 and cast back.
+      const at::ScalarType t = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      return at::matmul(x.to(t), dense.to(x.device(), t)).to(x.scalar_type());
+    }
   }
   return x;
+}
+
+void InputRotation::check(int64_t in, const char* who) const {
+  if (kind == Kind::Full && hadamard->size() != in)
+    throw Error(std::string(who) + ": input rotation size does not match in_features");
+  if (kind == Kind::Heads && hadamard->size() * head_dim != in)
+    throw Error(std::string(who) + ": head rotation does not match in_features");
+  if (kind == Kind::Dense && (!dense.defined() || dense.dim() != 2 || dense.size(0) != in || dense.size(1) != in ||
+                              dense.scalar_type() != at::kFloat))
+    throw Error(std::string(who) + ": the input transform must be fp32 [in_features, in_features]");
 }
 
 at::Tensor InputRotation::matrix(int64_t in) const {
@@ -29,6 +44,7 @@ at::Tensor InputRotation::matrix(int64_t in) const {
     case Kind::None: return eye;
     case Kind::Full: return hadamard->matrix();
     case Kind::Heads: return at::kron(hadamard->matrix(), at::eye(head_dim, at::kDouble));
+    case Kind::Dense: return dense.to(at::kCPU, at::kDouble);
   }
   return eye;
 }
@@ -102,11 +118,7 @@ QuantLinear::QuantLinear(QuantizedWeight weight, ActQuant act, InputRotation rot
     : weight_(std::move(weight)), act_(act), rotation_(std::move(rotation)), bias_(std::move(bias)) {
   if (!weight_.codes.defined() || weight_.codes.dim() != 2) throw Error("QuantLinear: codes must be 2-D");
   w_hat_ = weight_.dequantized().contiguous();
-  if (rotation_.kind == InputRotation::Kind::Full && rotation_.hadamard->size() != w_hat_.size(1))
-    throw Error("QuantLinear: input rotation size does not match in_features");
-  if (rotation_.kind == InputRotation::Kind::Heads &&
-      rotation_.hadamard->size() * rotation_.head_dim != w_hat_.size(1))
-    throw Error("QuantLinear: head rotation does not match in_features");
+  rotation_.check(w_hat_.size(1), "QuantLinear");
 }
 
 namespace {
@@ -248,6 +260,7 @@ void QuantLinear::to(const at::Device& device) {
   weight_.params.zero = weight_.params.zero.to(device);
   w_hat_ = w_hat_.to(device);
   if (bias_.defined()) bias_ = bias_.to(device);
+  if (rotation_.dense.defined()) rotation_.dense = rotation_.dense.to(device);
   adapt_.to(device);
 }
 

@@ -41,17 +41,22 @@ struct SiteAdaptation {
   void to(const at::Device& device);
 };
 
-// An online orthogonal map applied to a linear's input before quantization.
+// An online linear map applied to a linear's input before quantization.
 struct InputRotation {
-  enum class Kind { None, Full, Heads };
+  enum class Kind { None, Full, Heads, Dense };
   Kind kind = Kind::None;
   // Full: a Hadamard of the input size. Heads: a Hadamard of size num_heads applied across heads
-  // of an input laid out [heads, head_dim] (QuaRot's online part of the V/O rotation).
+  // of an input laid out [heads, head_dim] (QuaRot's online part of the V/O rotation). Dense: an
+  // invertible fp32 [in, in] matrix, x -> x dense (input_transform.h's shaping transform, which
+  // ends in the site's rotation); not orthogonal, so the weight carries its inverse.
   std::shared_ptr<const HadamardTransform> hadamard;
   int64_t head_dim = 0;
+  at::Tensor dense;
 
   bool active() const { return kind != Kind::None; }
   at::Tensor apply(const at::Tensor& x) const;
+  // Throws loopq::Error (prefixed with `who`) unless the map fits an input of `in` features.
+  void check(int64_t in, const char* who) const;
   // Dense [in, in] M (float64) with apply(x) == x M, for folding M into weights.
   at::Tensor matrix(int64_t in) const;
 };
@@ -135,7 +140,10 @@ class ActQuantDenseLinear final : public LinearOp {
   at::Tensor dense_weight() const override { return weight_; }
   int64_t parameter_bytes() const override { return weight_.numel() * 4; }
   std::string kind() const override { return "dense_f32_a" + std::to_string(act_.bits); }
-  void to(const at::Device& device) override { weight_ = weight_.to(device); }
+  void to(const at::Device& device) override {
+    weight_ = weight_.to(device);
+    if (rotation_.dense.defined()) rotation_.dense = rotation_.dense.to(device);
+  }
   const InputRotation& rotation() const { return rotation_; }
   const ActQuant& act() const { return act_; }
 

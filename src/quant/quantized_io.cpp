@@ -78,6 +78,15 @@ FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) 
     b.model += c.num_layers * (codes + scales + adapt);
     b.adaptation += c.num_layers * adapt;
   }
+  // Input transforms: fp32 [in, in] per transformed group (the backbone's, not an adaptation).
+  const int64_t group_in[] = {d, c.q_dim(), d, F};
+  // Another shape (a projection) has other layers: there every requested group counts.
+  const bool own = int64_t(q.transform_groups.size()) == c.num_layers;
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    for (int g = 0; g < 4; ++g)
+      if (own ? q.transform_groups[size_t(l)][size_t(g)] : q.transform_request[size_t(g)])
+        b.transform += group_in[g] * group_in[g] * 4;
+  b.model += b.transform;
   const int64_t state = q.state_sets * d * 4 * 2;
   b.adaptation += state;
   // The embedding and head of a bf16-born model are stored in bf16 (save_quantized_model).
@@ -122,6 +131,14 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
       const at::Tensor* norms[] = {&L.input_norm, &L.attn_out_norm, &L.ffn_in_norm, &L.ffn_out_norm};
       for (int n = 0; n < 4; ++n)
         o.add("model.layers." + std::to_string(l) + "." + norm_names[n] + ".weight", norms[n]->to(at::kFloat), io::DType::F32);
+      for (int g = 0; g < kNumInputGroups; ++g) {
+        if (!cfg.group_transformed(l, g)) continue;
+        const auto* q = dynamic_cast<const QuantLinear*>(L.linear(sites_of(InputGroup(g)).front()).get());
+        if (!q || q->rotation().kind != InputRotation::Kind::Dense)
+          throw Error("save_quantized_model: layer " + std::to_string(l) + " " + input_group_name(InputGroup(g)) +
+                      " has no input transform");
+        o.add(input_transform_name(l, g), q->rotation().dense.to(at::kCPU, at::kFloat), io::DType::F32);
+      }
       for (int s = 0; s < kNumLayerSites; ++s) {
         const auto* q = dynamic_cast<const QuantLinear*>(L.linear(LinearSite(s)).get());
         if (!q) throw Error("save_quantized_model: layer " + std::to_string(l) + " " + linear_site_name(LinearSite(s)) + " is not quantized");
@@ -223,6 +240,11 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
     const at::Tensor zero = grid.symmetric ? at::Tensor() : r.read_raw(r.stem + ".zeros", "F32", {out, groups});
     const bool rotated = uses_rotation(qc.method) && qc.group_rotated(r.layer, int(input_group_of(r.site)));
     InputRotation rot = rotated ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
+    if (qc.group_transformed(r.layer, int(input_group_of(r.site)))) {
+      rot = InputRotation{};
+      rot.kind = InputRotation::Kind::Dense;
+      rot.dense = r.read_raw(input_transform_name(r.layer, int(input_group_of(r.site))), "F32", {in, in});
+    }
     // Adaptations: exactly the ones the config announces, with their announced shapes.
     SiteAdaptation ad;
     auto read = [&](const std::string& suffix, int64_t sets, std::vector<int64_t> tail) {

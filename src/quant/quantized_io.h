@@ -36,6 +36,7 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options = {
 // and the adaptations), `adaptation` only the per-loop adaptation tensors.
 struct FormatBytes {
   int64_t model = 0, adaptation = 0;
+  int64_t transform = 0;  // the dense input transforms (part of model, shared by all loops)
 };
 FormatBytes quantized_format_bytes(const LoopLMConfig& config, const QuantConfig& cfg);
 // Whether a stored tensor name is an adaptation (separate from the shared integer backbone).

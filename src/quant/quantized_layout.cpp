@@ -1,5 +1,6 @@
 #include "quant/quantized_layout.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -79,7 +80,13 @@ QuantLayout quant_layout_of(const QuantConfig& qc) {
   q.act_param_sets = qc.act_param_sets;
   q.out_affine_sets = qc.out_affine_sets;
   q.state_sets = qc.state_sets;
+  q.transform_groups = qc.transform_groups;
   return q;
+}
+
+std::string input_transform_name(int64_t layer, int group) {
+  static const char* names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+  return "model.layers." + std::to_string(layer) + "." + names[group] + ".input_transform";
 }
 
 bool parse_quant_config_text(const std::string& text, const std::string& origin, QuantConfig& out) {
@@ -103,6 +110,9 @@ void check_quant_config(const std::string& dir, const LoopLMConfig& c, const Qua
   if (!qc.rotate_groups.empty() && int64_t(qc.rotate_groups.size()) != c.num_layers)
     throw Error(dir + ": quantization_config: selective_rotation has " + std::to_string(qc.rotate_groups.size()) +
                 " layers, the model " + std::to_string(c.num_layers));
+  if (!qc.transform_groups.empty() && int64_t(qc.transform_groups.size()) != c.num_layers)
+    throw Error(dir + ": quantization_config: input_transform has " + std::to_string(qc.transform_groups.size()) +
+                " layers, the model " + std::to_string(c.num_layers));
   if (qc.act.static_scale && qc.act.enabled() && qc.act_param_sets == 0)
     throw Error(dir + ": quantization_config: static activations but no stored scales (adaptations.act_param_sets is 0)");
 }
@@ -125,6 +135,15 @@ void check_quantized_tensors(const std::string& dir, const LoopLMConfig& c, cons
     for (float x : v)
       if (!std::isfinite(x)) throw Error(dir + ": " + name + " holds NaN or Inf");
   };
+  const int64_t group_in[] = {d, c.q_dim(), d, F};
+  for (int64_t l = 0; l < std::min(c.num_layers, int64_t(q.transform_groups.size())); ++l)
+    for (int g = 0; g < 4; ++g) {
+      if (!q.transform_groups[size_t(l)][size_t(g)]) continue;
+      const std::string name = input_transform_name(l, g);
+      const io::TensorInfo& t = raw(dir, find, name, io::DType::F32, {group_in[g], group_in[g]});
+      for (size_t i = 0; i < size_t(t.numel()); ++i)
+        if (!std::isfinite(f32_at(t, i))) throw Error(dir + ": " + name + " holds NaN or Inf");
+    }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     for (const Site& s : sites) {
       const std::string stem = "model.layers." + std::to_string(l) + "." + s.stem;

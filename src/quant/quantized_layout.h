@@ -4,9 +4,11 @@
 // and values (codes inside the grid, finite positive scales, adaptation ranges), checked on the
 // mapped bytes before anything becomes a tensor. load_any_model runs these first, so its torch
 // part only copies; fuzz/fuzz_quantized_dir.cpp runs them on arbitrary files.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -22,7 +24,10 @@ struct QuantLayout {
   int64_t w_group_size = 0;
   bool act_static_scale = false;
   int64_t act_param_sets = 0, out_affine_sets = 0, state_sets = 0;
+  std::vector<std::array<bool, 4>> transform_groups;  // [layer][group]: an input_transform is stored
 };
+// The stored name of the input transform of `group` (0..3: attn_in, o_in, mlp_in, down_in).
+std::string input_transform_name(int64_t layer, int group);
 QuantLayout quant_layout_of(const QuantConfig& qc);
 
 // The `quantization_config` block of a config.json's text (`origin` names it in errors): false

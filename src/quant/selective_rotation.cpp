@@ -6,26 +6,6 @@
 #include "util/error.h"
 
 namespace loopq::quant {
-namespace {
-
-// Relative output error of quantized activations (by `act`; static: with scale `scale`) times
-// the quantized weight `wq`, against FP.
-double site_error(const at::Tensor& v, const at::Tensor& wq, const at::Tensor& fp_out, const ActQuant& act,
-                  double scale) {
-  at::Tensor qv = v;
-  if (act.enabled()) {
-    const Grid g{act.bits, act.symmetric};
-    if (act.static_scale) {
-      qv = fake_quant_static(v, g, at::scalar_tensor(scale, v.options()));
-    } else {
-      qv = fake_quant_activation(v, g, act.clip, act.group_size);
-    }
-  }
-  const at::Tensor out = at::linear(qv, wq);
-  return (out - fp_out).pow(2).sum().item<double>() / fp_out.pow(2).sum().clamp_min(1e-30).item<double>();
-}
-
-}  // namespace
 
 RotationChoice select_rotations(OuroModel& model, const ActivationSampler& samples, const Grid& w_grid,
                                 const ActQuant& act, bool per_loop) {
@@ -63,8 +43,8 @@ RotationChoice select_rotations(OuroModel& model, const ActivationSampler& sampl
         const at::Tensor fp_out = at::linear(y, W);
         const double s_rot = search && per_loop ? search_static_scale(y, W, ag) : pooled_rot;
         const double s_plain = search && per_loop ? search_static_scale(x, W_plain, ag) : pooled_plain;
-        with.push_back(site_error(y, wq_rot, fp_out, act, s_rot));
-        without.push_back(site_error(x, wq_plain, fp_out, act, s_plain));
+        with.push_back(relative_site_error(y, wq_rot, fp_out, act, s_rot));
+        without.push_back(relative_site_error(x, wq_plain, fp_out, act, s_plain));
         sum_with += with.back(), sum_without += without.back();
       }
       keep[size_t(gi)] = sum_with <= sum_without;

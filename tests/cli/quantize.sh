@@ -71,6 +71,37 @@ assert g['trajectory'] and g['target']=='fp_outputs', g" "$tmp/l-fpt/config.json
 check loopq-default-target-recorded python3 -c "
 import json,sys; g=json.load(open(sys.argv[1]))['quantization_config']['gptq']
 assert g['target']=='inputs', g" "$tmp/l-static/config.json"
+# Input-shaping transforms: stored, reported by inspect, and the same perplexity on both paths.
+expect_ok loopq-transform quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --input-transform attn,o,mlp,down \
+  "${calib[@]}" -o "$tmp/l-tr"
+expect_ok loopq-transform-inspect inspect "$tmp/l-tr" --json "$tmp/insp-tr.json"
+check loopq-transform-bytes python3 -c "
+import json,sys; r=json.load(open(sys.argv[1])); c=json.load(open(sys.argv[2]))['quantization_config']['input_transform']
+kept=sum(sum(row) for row in c['transform'])
+assert kept > 0 and r['transform_bytes'] > 0 and c['statistics']=='loop_balanced', (r, c['transform'])" "$tmp/insp-tr.json" "$tmp/l-tr/config.json"
+for k in packed reference; do
+  expect_ok "transform-eval-$k" eval ppl --model "$tmp/l-tr" --file "$tmp/test.txt" --seqlen 64 --kernels "$k" --json "$tmp/tr-$k.json"
+done
+check transform-kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert a == b, (a,b)" \
+  "$tmp/tr-packed.json" "$tmp/tr-reference.json"
+expect_error transform-unknown --match "--input-transform: unknown input group 'qkv'" quantize --model "$tmp/m" \
+  --method loopq --a-bits 4 --input-transform attn,qkv "${calib[@]}" -o "$tmp/x"
+expect_error transform-unrotated --match "--input-transform needs a rotated method" quantize --model "$tmp/m" \
+  --method gptq --a-bits 4 --input-transform attn "${calib[@]}" -o "$tmp/x"
+# A corrupt transform tensor in a saved model is a one-line load error.
+cp -r "$tmp/l-tr" "$tmp/l-tr-bad"
+python3 - "$tmp/l-tr-bad/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k.endswith('.input_transform'))
+off = 8 + n + h[name]['data_offsets'][0]
+b[off:off + 4] = struct.pack('<f', float('nan'))
+open(p, 'wb').write(b)
+PY
+expect_error transform-nan --match "input_transform holds NaN or Inf" eval ppl --model "$tmp/l-tr-bad" --file "$tmp/test.txt" --seqlen 64
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"
 expect_ok loopq-opt-weights quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --opt-weights \

@@ -84,6 +84,9 @@ Ckpt valid(const QuantLayout& q) {
       k.put_f32(s + ".loop_out_bias", {q.out_affine_sets, 8}, 0.f);
     }
   }
+  for (size_t l = 0; l < q.transform_groups.size(); ++l)
+    for (int g = 0; g < 4; ++g)
+      if (q.transform_groups[l][size_t(g)]) k.put_f32(loopq::quant::input_transform_name(int64_t(l), g), {8, 8}, 0.125f);
   if (q.state_sets > 0) {
     k.put_f32("model.loop_state.weight", {q.state_sets, 8}, 1.f);
     k.put_f32("model.loop_state.bias", {q.state_sets, 8}, 0.f);
@@ -220,4 +223,41 @@ TEST(QuantizedLayout, ConfigBlock) {
   qc.act.bits = 8;
   qc.act.static_scale = true;
   expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "static activations but no stored scales");
+}
+
+TEST(QuantizedLayout, InputTransforms) {
+  QuantLayout q = layout(4, true);
+  q.transform_groups = {{true, false, true, true}};
+  EXPECT_NO_THROW(check(valid(q), q));
+  Ckpt k = valid(q);
+  k.info.erase("model.layers.0.mlp_in.input_transform");
+  expect_error([&] { check(k, q); }, "d: missing tensor 'model.layers.0.mlp_in.input_transform'");
+  k = valid(q);
+  k.info["model.layers.0.attn_in.input_transform"].shape = {8, 4};
+  expect_error([&] { check(k, q); }, "attn_in.input_transform' has shape [8, 4], expected [8, 8]");
+  k = valid(q);
+  k.info["model.layers.0.down_in.input_transform"].dtype = DType::F16;
+  expect_error([&] { check(k, q); }, "down_in.input_transform' has dtype F16, expected F32");
+  for (float bad : {NAN, INFINITY}) {
+    k = valid(q);
+    k.set_f32("model.layers.0.down_in.input_transform", 9, bad);
+    expect_error([&] { check(k, q); }, "d: model.layers.0.down_in.input_transform holds NaN or Inf");
+  }
+  // The config's per-layer mask must match the model, and name known groups only.
+  loopq::quant::QuantConfig qc;
+  qc.method = loopq::quant::Method::QuaRotGPTQ;
+  qc.transform_request = {true, false, false, false};
+  qc.transform_groups = {{true, false, false, false}, {true, false, false, false}};
+  expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "input_transform has 2 layers, the model 1");
+  const std::string text = "{\"quantization_config\": " + qc.to_json().dump() + "}";
+  loopq::quant::QuantConfig back;
+  ASSERT_TRUE(loopq::quant::parse_quant_config_text(text, "c.json", back));
+  EXPECT_EQ(back.transform_request, qc.transform_request);
+  EXPECT_EQ(back.transform_groups, qc.transform_groups);
+  std::string bad = text;
+  bad.replace(bad.find("\"attn_in\"]"), 9, "\"nope_in\"");
+  expect_error([&] { loopq::quant::parse_quant_config_text(bad, "c.json", back); }, "unknown input group");
+  qc.method = loopq::quant::Method::GPTQ;
+  qc.transform_groups = {{true, false, false, false}};
+  expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "--input-transform needs a rotated method");
 }
