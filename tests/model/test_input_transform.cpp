@@ -173,3 +173,29 @@ TEST(InputTransform, RejectsARotationlessMethod) {
   cfg.transform_request = {true, false, false, false};
   EXPECT_THROW(quantize_model(m, cfg, loopq::testing::random_ids(2, 8, 48), quiet()), Error);
 }
+
+TEST(InputTransform, OnOneLoopTheLoopBalancedTransformIsThePooledOne) {
+  // One loop: the balanced second moment is the pooled one divided by a scalar, which the
+  // normalised closed form does not see.
+  const LoopLMConfig c = loopq::testing::tiny_config(2, /*loops=*/1);
+  const at::Tensor calib = loopq::testing::random_ids(4, 16, 49);
+  ActQuant act;
+  act.bits = 4;
+  act.clip = 0.9;
+  std::vector<at::Tensor> maps[2];
+  for (int balanced = 0; balanced < 2; ++balanced) {
+    OuroModel m = random_model(c, 50, 0.2, true);
+    quarot_rotate_model(m, 1);
+    const ActivationSampler samples = sample_activations(m, calib, 64, 4);
+    shape_input_transforms(m, samples, Grid{4, true}, act, {true, true, true, true}, balanced == 1);
+    for (auto& L : m.weights().layers)
+      for (int g = 0; g < kNumInputGroups; ++g) {
+        const LinearParts p = linear_parts(L.linear(sites_of(InputGroup(g)).front()));
+        maps[balanced].push_back(p.rotation.kind == InputRotation::Kind::Dense ? p.rotation.dense : at::Tensor());
+      }
+  }
+  for (size_t i = 0; i < maps[0].size(); ++i) {
+    ASSERT_EQ(maps[0][i].defined(), maps[1][i].defined()) << i;
+    if (maps[0][i].defined()) EXPECT_TRUE(at::allclose(maps[0][i], maps[1][i], 1e-5, 1e-6)) << i;
+  }
+}
