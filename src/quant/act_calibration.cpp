@@ -159,4 +159,28 @@ double relative_site_error(const at::Tensor& v, const at::Tensor& wq, const at::
   return (out - fp_out).pow(2).sum().item<double>() / fp_out.pow(2).sum().clamp_min(1e-30).item<double>();
 }
 
+BasisErrors compare_bases(const std::vector<at::Tensor>& rows, const std::function<at::Tensor(const at::Tensor&)>& to_b,
+                          const at::Tensor& w_a, const at::Tensor& w_b, const Grid& w_grid, const ActQuant& act,
+                          bool per_loop) {
+  const at::Tensor wq_a = fake_quant_weight(w_a, w_grid, 0, true), wq_b = fake_quant_weight(w_b, w_grid, 0, true);
+  const Grid ag{act.bits, act.symmetric};
+  const bool search = act.enabled() && act.static_scale;
+  double pooled_a = 0, pooled_b = 0;
+  if (search && !per_loop) {
+    const at::Tensor all = at::cat(rows);
+    pooled_a = search_static_scale(all, w_a, ag);
+    pooled_b = search_static_scale(to_b(all), w_b, ag);
+  }
+  BasisErrors e;
+  for (const at::Tensor& v : rows) {
+    const at::Tensor vb = to_b(v), fp_out = at::linear(v, w_a);
+    const double s_a = search && per_loop ? search_static_scale(v, w_a, ag) : pooled_a;
+    const double s_b = search && per_loop ? search_static_scale(vb, w_b, ag) : pooled_b;
+    e.a.push_back(relative_site_error(v, wq_a, fp_out, act, s_a));
+    e.b.push_back(relative_site_error(vb, wq_b, fp_out, act, s_b));
+    e.sum_a += e.a.back(), e.sum_b += e.b.back();
+  }
+  return e;
+}
+
 }  // namespace loopq::quant

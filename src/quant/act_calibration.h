@@ -66,6 +66,17 @@ at::Tensor group_weight(const LayerWeights& L, InputGroup g);
 double relative_site_error(const at::Tensor& v, const at::Tensor& wq, const at::Tensor& fp_out, const ActQuant& act,
                            double scale);
 
+// One site quantized as it will run in two input bases, loop by loop: rows[t] with weight `w_a`,
+// and to_b(rows[t]) with `w_b` (the same function in FP). Weights RTN at `w_grid` in each basis;
+// static activations take the best per-tensor scale per loop if `per_loop`, else from all loops.
+struct BasisErrors {
+  std::vector<double> a, b;  // per-loop relative output errors
+  double sum_a = 0, sum_b = 0;
+};
+BasisErrors compare_bases(const std::vector<at::Tensor>& rows, const std::function<at::Tensor(const at::Tensor&)>& to_b,
+                          const at::Tensor& w_a, const at::Tensor& w_b, const Grid& w_grid, const ActQuant& act,
+                          bool per_loop);
+
 // Chooses and installs the activation parameters of every quantized linear: static scales (when
 // act.static_scale) or clip ratios, with `per_loop` one per loop (P = T) or pooled (P = 1).
 // Returns P.

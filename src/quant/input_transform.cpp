@@ -46,8 +46,6 @@ TransformChoice shape_input_transforms(OuroModel& model, const ActivationSampler
   auto& layers = model.weights().layers;
   TransformChoice choice;
   choice.report = nlohmann::json::array();
-  const Grid ag{act.bits, act.symmetric};
-  const bool search = act.enabled() && act.static_scale;
   for (int64_t l = 0; l < int64_t(layers.size()); ++l) {
     LayerWeights& L = layers[size_t(l)];
     std::array<bool, 4> keep{};
@@ -63,11 +61,11 @@ TransformChoice shape_input_transforms(OuroModel& model, const ActivationSampler
       const at::Tensor G = at::matmul(W.t(), W);
       std::vector<at::Tensor> y(static_cast<size_t>(T));
       at::Tensor C = at::zeros({n, n}, W.options());
-      int64_t rows = 0;
+      int64_t row_count = 0;
       for (int64_t t = 0; t < T; ++t) {
         y[size_t(t)] = samples.rows(t, l, g).to(at::kCPU, at::kDouble);
         const at::Tensor Ct = at::matmul(y[size_t(t)].t(), y[size_t(t)]);
-        rows += y[size_t(t)].size(0);
+        row_count += y[size_t(t)].size(0);
         if (loop_balanced) {
           const at::Tensor Cm = Ct / double(y[size_t(t)].size(0));
           C += Cm / (Cm * G).sum().clamp_min(1e-300);  // tr(C_t G): loop t's output energy per row
@@ -75,37 +73,22 @@ TransformChoice shape_input_transforms(OuroModel& model, const ActivationSampler
           C += Ct;
         }
       }
-      if (!loop_balanced) C /= double(rows);
+      if (!loop_balanced) C /= double(row_count);
       const at::Tensor Tm = shaping_transform(C, G, damp);
       const at::Tensor Ti = at::linalg_inv(Tm);
       const at::Tensor P = at::matmul(Tm, Tm);
       const double predicted = (at::matmul(P, C).trace() * at::matmul(at::linalg_inv(P), G).trace() /
                                 (C.trace() * G.trace())).item<double>();
       // Measured, loop by loop, as the site will run (RTN weights, the mode's quantizer).
-      const at::Tensor Wf = W.to(at::kFloat), Wt = at::matmul(W, Ti).to(at::kFloat);
-      const at::Tensor wq_plain = fake_quant_weight(Wf, w_grid, 0, true), wq_t = fake_quant_weight(Wt, w_grid, 0, true);
-      const at::Tensor Tf = Tm.to(at::kFloat);
-      double pooled_plain = 0, pooled_t = 0;
-      if (search && !loop_balanced) {
-        at::Tensor all = at::cat(y).to(at::kFloat);
-        pooled_plain = search_static_scale(all, Wf, ag);
-        pooled_t = search_static_scale(at::matmul(all, Tf), Wt, ag);
-      }
-      std::vector<double> with, without;
-      double sum_with = 0, sum_without = 0;
-      for (int64_t t = 0; t < T; ++t) {
-        const at::Tensor v = y[size_t(t)].to(at::kFloat), vt = at::matmul(v, Tf);
-        const at::Tensor fp_out = at::linear(v, Wf);
-        const double s_plain = search && loop_balanced ? search_static_scale(v, Wf, ag) : pooled_plain;
-        const double s_t = search && loop_balanced ? search_static_scale(vt, Wt, ag) : pooled_t;
-        without.push_back(relative_site_error(v, wq_plain, fp_out, act, s_plain));
-        with.push_back(relative_site_error(vt, wq_t, fp_out, act, s_t));
-        sum_with += with.back(), sum_without += without.back();
-      }
-      keep[size_t(gi)] = sum_with < sum_without;
+      const at::Tensor Wf = W.to(at::kFloat), Wt = at::matmul(W, Ti).to(at::kFloat), Tf = Tm.to(at::kFloat);
+      std::vector<at::Tensor> rows_f;
+      for (const at::Tensor& v : y) rows_f.push_back(v.to(at::kFloat));
+      const BasisErrors e = compare_bases(
+          rows_f, [&](const at::Tensor& v) { return at::matmul(v, Tf); }, Wf, Wt, w_grid, act, loop_balanced);
+      keep[size_t(gi)] = e.sum_b < e.sum_a;
       choice.report.push_back({{"layer", l}, {"input", input_group_name(g)}, {"transform", keep[size_t(gi)]},
-                               {"predicted_noise_ratio", predicted}, {"rel_error_transformed", with},
-                               {"rel_error_rotated", without}});
+                               {"predicted_noise_ratio", predicted}, {"rel_error_transformed", e.b},
+                               {"rel_error_rotated", e.a}});
       if (!keep[size_t(gi)]) continue;
       const at::Tensor M = parts.rotation.matrix(n).to(at::kDouble);
       InputRotation rot;

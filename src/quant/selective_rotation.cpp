@@ -24,32 +24,13 @@ RotationChoice select_rotations(OuroModel& model, const ActivationSampler& sampl
       const at::Tensor W = group_weight(L, g);                      // rotated basis
       const at::Tensor M = parts.rotation.matrix(W.size(1)).to(W.device(), at::kFloat);  // x_rot = x M
       const at::Tensor W_plain = at::matmul(W, M.t());
-      // RTN in each basis, once: the weights do not depend on the loop.
-      const at::Tensor wq_rot = fake_quant_weight(W, w_grid, 0, true), wq_plain = fake_quant_weight(W_plain, w_grid, 0, true);
-      // Static scales as calibrate_acts will choose them: per loop, or once from all loops.
-      const Grid ag{act.bits, act.symmetric};
-      const bool search = act.enabled() && act.static_scale;
-      double pooled_rot = 0, pooled_plain = 0;
-      if (search && !per_loop) {
-        const at::Tensor all = samples.rows(-1, l, g).to(W.device());
-        pooled_rot = search_static_scale(all, W, ag);
-        pooled_plain = search_static_scale(at::matmul(all, M.t()), W_plain, ag);
-      }
-      std::vector<double> with, without;
-      double sum_with = 0, sum_without = 0;
-      for (int64_t t = 0; t < T; ++t) {
-        const at::Tensor y = samples.rows(t, l, g).to(W.device());  // rotated rows
-        const at::Tensor x = at::matmul(y, M.t());                   // the same rows, plain
-        const at::Tensor fp_out = at::linear(y, W);
-        const double s_rot = search && per_loop ? search_static_scale(y, W, ag) : pooled_rot;
-        const double s_plain = search && per_loop ? search_static_scale(x, W_plain, ag) : pooled_plain;
-        with.push_back(relative_site_error(y, wq_rot, fp_out, act, s_rot));
-        without.push_back(relative_site_error(x, wq_plain, fp_out, act, s_plain));
-        sum_with += with.back(), sum_without += without.back();
-      }
-      keep[size_t(gi)] = sum_with <= sum_without;
+      std::vector<at::Tensor> rows;
+      for (int64_t t = 0; t < T; ++t) rows.push_back(samples.rows(t, l, g).to(W.device()));  // rotated rows
+      const BasisErrors e = compare_bases(
+          rows, [&](const at::Tensor& y) { return at::matmul(y, M.t()); }, W, W_plain, w_grid, act, per_loop);
+      keep[size_t(gi)] = e.sum_a <= e.sum_b;
       choice.report.push_back({{"layer", l}, {"input", input_group_name(g)}, {"rotate", keep[size_t(gi)]},
-                               {"rel_error_rotated", with}, {"rel_error_plain", without}});
+                               {"rel_error_rotated", e.a}, {"rel_error_plain", e.b}});
       if (keep[size_t(gi)]) continue;
       for (LinearSite s : sites_of(g)) {
         const at::Tensor w = at::matmul(L.linear(s)->dense_weight().to(at::kDouble), M.t().to(at::kDouble)).to(at::kFloat);
