@@ -230,6 +230,7 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
   // The first packed linear of each (layer, input): the others of that input share its
   // quantized activations.
   std::map<std::pair<int64_t, int>, std::shared_ptr<PackedLinear>> input_owner;
+  std::map<std::pair<int64_t, int>, at::Tensor> transforms;
   lo.linear_loader = [&](const LinearLoadRequest& r) -> LinearPtr {
     const int64_t out = r.shape[0], in = r.shape[1];
     const int64_t groups = qc.w_group_size > 0 ? in / qc.w_group_size : 1;
@@ -240,10 +241,13 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
     const at::Tensor zero = grid.symmetric ? at::Tensor() : r.read_raw(r.stem + ".zeros", "F32", {out, groups});
     const bool rotated = uses_rotation(qc.method) && qc.group_rotated(r.layer, int(input_group_of(r.site)));
     InputRotation rot = rotated ? quarot_input_rotation(c, r.site, qc.rotation_seed) : InputRotation{};
-    if (qc.group_transformed(r.layer, int(input_group_of(r.site)))) {
+    const int group = int(input_group_of(r.site));
+    if (qc.group_transformed(r.layer, group)) {
       rot = InputRotation{};
       rot.kind = InputRotation::Kind::Dense;
-      rot.dense = r.read_raw(input_transform_name(r.layer, int(input_group_of(r.site))), "F32", {in, in});
+      at::Tensor& t = transforms[{r.layer, group}];  // one read per input group, shared by its linears
+      if (!t.defined()) t = r.read_raw(input_transform_name(r.layer, group), "F32", {in, in});
+      rot.dense = t;
     }
     // Adaptations: exactly the ones the config announces, with their announced shapes.
     SiteAdaptation ad;
