@@ -13,11 +13,13 @@ import json
 import os
 import sys
 
-# "+T": with the closed-form input-shaping transforms (--input-transform); a static method with
-# them is a static baseline too (loopq-method.md section 3).
-BASELINES = ["rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq", "quarot-gptq+T"]
+# "+T": with the closed-form input-shaping transforms (--input-transform); "+TK" also with the KV
+# cache's key transform (--kv-transform k). A static method with them is a static baseline too
+# (loopq-method.md section 3).
+BASELINES = ["rtn", "smoothquant", "gptq", "quarot-rtn", "quarot-gptq", "quarot-gptq+T", "quarot-gptq+TK"]
 ROWS = BASELINES + ["learned-static", "loopq-A", "loopq-AB", "loopq-ABC", "loopq-ABCD",
-                    "learned-static+T", "loopq-A+T", "loopq-AB+T", "loopq-ABC+T", "loopq-ABD+T", "loopq-ABCD+T"]
+                    "learned-static+T", "loopq-A+T", "loopq-AB+T", "loopq-ABC+T", "loopq-ABD+T", "loopq-ABCD+T",
+                    "learned-static+TK", "loopq-A+TK", "loopq-ABCD+TK"]
 CONFIGS = [("w4a4", "W4A4-KV16"), ("w4a4kv4", "W4A4-KV4"), ("w4a8", "W4A8"), ("w4a16", "W4A16")]
 TASKS = [("arc_easy", "acc_norm"), ("arc_challenge", "acc_norm"), ("hellaswag", "acc_norm"), ("piqa", "acc_norm"),
          ("winogrande", "acc"), ("boolq", "acc"), ("lambada", "acc"), ("openbookqa", "acc_norm"), ("mmlu", "acc_macro")]
@@ -89,7 +91,7 @@ def render(d):
                     continue
                 name, c = res[r]
                 # LoopQ's control: learned-static with the same transforms (or without).
-                control = res.get("learned-static+T" if r.endswith("+T") else "learned-static")
+                control = res.get("learned-static" + r[len(r.rstrip("+TKV")):] if "+" in r else "learned-static")
                 w, h, t, i, q = (load(d, name, k) for k in ("wikitext2", "heldout", "tasks", "inspect", "quant"))
                 ab = i and i.get("adaptation_bytes")
                 ab_s = "-" if i is None else f"{ab} ({100 * i['adaptation_fraction']:.2f}%)"

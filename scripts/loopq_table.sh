@@ -20,7 +20,9 @@
 # OPT_VALID_WINDOWS (its first N windows of SEQLEN tokens), OPT_VALID_EVERY (steps between checks),
 # OPT_PATIENCE (stop after that many checks in a row without a better one; 0: never).
 # A row name ending in +T (e.g. quarot-gptq+T, loopq-ABCD+T) adds the closed-form input-shaping
-# transforms (--input-transform $TRANSFORM_GROUPS) to that method.
+# transforms (--input-transform $TRANSFORM_GROUPS) to that method; +TK adds the KV cache's key
+# transform too (--kv-transform k) and +TKV both cache transforms (--kv-transform k,v); those
+# rows run only where the cache is quantized (w4a4kv4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/ouro-tiny}
@@ -71,9 +73,12 @@ config_flags() {
 
 # W4A8 and W4A16 need only FP, the strongest static baseline and full LoopQ (plus its control).
 row_wanted() {  # row config
+  [[ $1 == *+TK* && $2 != *kv* ]] && return 1
+  local base=${1%%+*}
+  set -- "$base" "$2"
   case $2 in
     w4a4|w4a4kv4) return 0 ;;
-    *) [[ ${1%+T} == quarot-gptq || $1 == gptq || ${1%+T} == learned-static || ${1%+T} == loopq-ABCD || ${1%+T} == loopq-ABD ]] ;;
+    *) [[ $1 == quarot-gptq || $1 == gptq || $1 == learned-static || $1 == loopq-ABCD || $1 == loopq-ABD ]] ;;
   esac
 }
 
@@ -129,14 +134,16 @@ for config in $CONFIGS; do
             ( " $FULL_ROWS " != *" $name "* || -f $OUT/$name.corpus-full.json ) ]]; then
         continue
       fi
-      base=${row%+T}
+      base=${row%%+*}
       method=$base
       extra=()
       case $base in
         loopq-*) method=loopq; extra=(--loopq-components "${base#loopq-}") ;;
       esac
       [[ $row == smoothquant ]] && extra=(--alpha "$SQ_ALPHA")
-      [[ $row == *+T ]] && extra+=(--input-transform "$TRANSFORM_GROUPS")
+      [[ $row == *+T* ]] && extra+=(--input-transform "$TRANSFORM_GROUPS")
+      [[ $row == *+TK ]] && extra+=(--kv-transform k)
+      [[ $row == *+TKV ]] && extra+=(--kv-transform k,v)
       [[ $base == learned-static || $base == loopq-*D ]] && extra+=("${opt[@]}")
       mode_flags=()
       [[ $config != w4a16 ]] && mode_flags=(--act-mode "$mode")

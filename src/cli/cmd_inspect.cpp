@@ -26,7 +26,7 @@ static const char* kInspectHelp =
     "quantized model also the method, activation mode, bit widths and the adaptation bytes.\n"
     "--json FILE writes {method, components, weights, act_mode, w_bits, a_bits, kv_bits,\n"
     "backbone_integer_tensors: [per layer], adaptation_bytes, model_bytes, adaptation_fraction,\n"
-    "transform_bytes (dense input transforms, shared by all loops),\n"
+    "transform_bytes (dense input and KV-cache transforms, shared by all loops),\n"
     "ouro_1_4b_projection: {adaptation_bytes, model_bytes, adaptation_fraction, transform_bytes}} (file bytes).\n";
 
 static std::string group_of(const std::string& name) {
@@ -95,9 +95,9 @@ int cmd_inspect(int argc, char** argv) {
   for (const auto& name : ckpt.names()) {
     const io::TensorInfo& t = ckpt.get(name);
     if (quant::is_adaptation_tensor(name)) adaptation_bytes += int64_t(t.nbytes);
-    const std::string transform = ".input_transform";
-    if (name.size() > transform.size() && name.compare(name.size() - transform.size(), transform.size(), transform) == 0)
-      transform_bytes += int64_t(t.nbytes);
+    for (const std::string transform : {".input_transform", ".k_transform", ".v_transform"})
+      if (name.size() > transform.size() && name.compare(name.size() - transform.size(), transform.size(), transform) == 0)
+        transform_bytes += int64_t(t.nbytes);
     const std::string suffix = ".qweight";
     if (name.rfind("model.layers.", 0) == 0 && name.size() > suffix.size() &&
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
@@ -121,7 +121,7 @@ int cmd_inspect(int argc, char** argv) {
                 100.0 * double(adaptation_bytes) / double(bytes), human_bytes(double(big.adaptation)).c_str(),
                 human_bytes(double(big.model)).c_str(), 100.0 * double(big.adaptation) / double(big.model));
     if (here.transform > 0)
-      std::printf("input transforms (shared by all loops): %s (%.3f%%); at the Ouro-1.4B shape %s (%.2f%%)\n",
+      std::printf("input and KV transforms (shared by all loops): %s (%.3f%%); at the Ouro-1.4B shape %s (%.2f%%)\n",
                   human_bytes(double(transform_bytes)).c_str(), 100.0 * double(transform_bytes) / double(bytes),
                   human_bytes(double(big.transform)).c_str(), 100.0 * double(big.transform) / double(big.model));
     if (here.adaptation != adaptation_bytes)

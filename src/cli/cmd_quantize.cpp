@@ -41,7 +41,7 @@ const char* kQuantizeHelp =
     "         [--opt-weights [--opt-weight-lr 0.05]]\n"
     "         [--opt-valid VALID.txt [--opt-valid-windows 8] [--opt-valid-every 5] [--opt-patience 0]]\n"
     "         [--no-trajectory-gptq] [--gptq-loop-weights w1,w2,...] [--gptq-target inputs|fp] [--loopq-smooth]\n"
-    "         [--input-transform attn,o,mlp,down|none]\n"
+    "         [--input-transform attn,o,mlp,down|none] [--kv-transform k,v|none]\n"
     "Quantizes all seven linears of every layer (embeddings, norms, lm_head, exit gate stay FP),\n"
     "one parameter set per physical layer with loop-pooled statistics (the static baselines):\n"
     "  weights      per output row (or --group-size columns), symmetric int grid [-2^(b-1), 2^(b-1)-1]\n"
@@ -78,6 +78,12 @@ const char* kQuantizeHelp =
     "               T² = C^-1/2 (C^1/2 G C^1/2)^1/2 C^-1/2 (C: input second moment, G = WᵀW)\n"
     "               minimises the output error of rotated rounding; C balanced over loops for loopq,\n"
     "               pooled otherwise; kept per site only where it lowers the measured error\n"
+    "  --kv-transform k,v  (rotated methods, --kv-bits below 16) the same closed form per KV head\n"
+    "               for the cache's rounding, applied after RoPE: k H T_k with q H T_k^-T (logit\n"
+    "               error; C: key second moment, G: its queries'), v T_v with T_v^-1 folded into\n"
+    "               o_proj (C: value second moment, G: o_proj's columns that read the head). Stored\n"
+    "               fp32 [kv_heads, head_dim, head_dim] per layer; kept per layer and tensor only\n"
+    "               where it lowers the measured error\n"
     "  --opt-weights  D and learned-static also learn the shared weight behind the integer codes\n"
     "               (straight-through rounding from the GPTQ/RTN codes; Adam steps of --opt-weight-lr\n"
     "               quantization steps): the codes may move, still one integer tensor per linear\n"
@@ -113,6 +119,22 @@ std::array<bool, 4> parse_transform_groups(const std::string& list) {
   return on;
 }
 
+// "k", "v", "k,v" (either order) or "none".
+std::array<bool, 2> parse_kv_transform(const std::string& list) {
+  std::array<bool, 2> on{};
+  if (list == "none") return on;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, end - start);
+    if (item == "k") on[0] = true;
+    else if (item == "v") on[1] = true;
+    else throw Error("--kv-transform: unknown cache tensor '" + item + "' (expected k, v or none)");
+    start = end + 1;
+  }
+  return on;
+}
+
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
@@ -122,7 +144,7 @@ int cmd_quantize(int argc, char** argv) {
              "block-size", "sequential", "rotation-seed", "threads", "device", "act-mode", "act-samples",
              "loopq-components", "loopq-weights", "opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "gptq-loop-weights", "fit-windows",
              "opt-valid", "opt-valid-windows", "opt-valid-every", "opt-patience", "gptq-target", "opt-weight-lr",
-             "input-transform"},
+             "input-transform", "kv-transform"},
             {"w-asym", "no-clip-search", "a-asym", "kv-sym", "no-act-order", "no-lwc", "no-trajectory-gptq", "loopq-smooth", "opt-weights"});
   if (args.help()) {
     std::fputs(kQuantizeHelp, stdout);
@@ -182,6 +204,9 @@ int cmd_quantize(int argc, char** argv) {
   qc.transform_request = parse_transform_groups(args.get("input-transform", "none"));
   if (qc.transform_request != std::array<bool, 4>{} && !quant::uses_rotation(qc.method))
     throw Error("--input-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
+  qc.kv_transform_request = parse_kv_transform(args.get("kv-transform", "none"));
+  if (qc.kv_transform_request != std::array<bool, 2>{} && !quant::uses_rotation(qc.method))
+    throw Error("--kv-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
   const bool optimizes = (loopq && qc.loopq.D) || qc.method == quant::Method::LearnedStatic;
   for (const char* f : {"opt-steps", "opt-lr", "opt-kl", "opt-batch", "opt-seqlen", "no-lwc", "opt-valid", "opt-weights",
                         "opt-weight-lr"})

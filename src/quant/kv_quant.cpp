@@ -1,5 +1,7 @@
 #include "quant/kv_quant.h"
 
+#include <tuple>
+
 #include "util/error.h"
 
 namespace loopq::quant {
@@ -15,6 +17,57 @@ KVFakeQuant::KVFakeQuant(const KVQuantSpec& spec, int64_t kv_heads, int64_t head
   if (spec.rotate_qk) head_hadamard_ = std::make_shared<HadamardTransform>(head_dim);
   if (spec.bits < 16 && KVPackedCodec::supports(spec.bits))
     codec_ = std::make_shared<KVPackedCodec>(spec, kv_heads, head_dim);
+  // The maps in float64, rounded once to fp32: the quantizer's model and a reloaded one agree.
+  const at::Tensor H = head_hadamard_ ? head_hadamard_->apply(at::eye(head_dim, at::kDouble))
+                                      : at::eye(head_dim, at::kDouble);
+  auto check = [&](const at::Tensor& t, const char* what, size_t l) {
+    if (!t.defined()) return;
+    if (t.dim() != 3 || t.size(0) != kv_heads || t.size(1) != head_dim || t.size(2) != head_dim)
+      throw Error(std::string("KV ") + what + " transform of layer " + std::to_string(l) + ": expected [" +
+                  std::to_string(kv_heads) + ", " + std::to_string(head_dim) + ", " + std::to_string(head_dim) + "]");
+  };
+  const KVShaping none;
+  const KVShaping& shaping = spec.shaping ? *spec.shaping : none;
+  for (size_t l = 0; l < shaping.k.size(); ++l) {
+    const at::Tensor& t = shaping.k[l];
+    check(t, "k", l);
+    k_map_.resize(l + 1), q_map_.resize(l + 1);
+    if (!t.defined()) continue;
+    const at::Tensor T = t.to(at::kCPU, at::kDouble);
+    at::Tensor inv, info;
+    std::tie(inv, info) = at::linalg_inv_ex(T);
+    const at::Tensor Tinv_t = inv.transpose(1, 2);
+    if (info.ne(0).any().item<bool>() || !at::isfinite(Tinv_t).all().item<bool>())
+      throw Error("KV k transform of layer " + std::to_string(l) + " is singular");
+    k_map_[l] = at::matmul(H, T).to(at::kFloat).unsqueeze(1).contiguous();
+    q_map_[l] = at::matmul(H, Tinv_t).to(at::kFloat).unsqueeze(1).contiguous();
+  }
+  for (size_t l = 0; l < shaping.v.size(); ++l) {
+    check(shaping.v[l], "v", l);
+    v_map_.resize(l + 1);
+    if (shaping.v[l].defined()) v_map_[l] = shaping.v[l].to(at::kCPU, at::kFloat).contiguous();
+  }
+}
+
+bool KVShaping::any() const {
+  for (const auto* maps : {&k, &v})
+    for (const at::Tensor& t : *maps)
+      if (t.defined()) return true;
+  return false;
+}
+
+void KVFakeQuant::rotate(int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const {
+  const size_t l = size_t(layer);
+  if (l < k_map_.size() && k_map_[l].defined()) {
+    const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
+    const at::Tensor& km = k_map_[l];
+    k = at::matmul(k, km.squeeze(1).to(k.device()));
+    q = at::matmul(q.reshape({B, kv_heads_, H / kv_heads_, S, hd}), q_map_[l].to(q.device())).reshape({B, H, S, hd});
+  } else if (head_hadamard_) {
+    q = head_hadamard_->apply(q);
+    k = head_hadamard_->apply(k);
+  }
+  if (l < v_map_.size() && v_map_[l].defined()) v = at::matmul(v, v_map_[l].to(v.device()));
 }
 
 std::string KVFakeQuant::kv_codec_missing() const {
@@ -22,11 +75,8 @@ std::string KVFakeQuant::kv_codec_missing() const {
   return "KV bits " + std::to_string(spec_.bits) + " have no packed format (packed KV caches take 4 or 8 bits)";
 }
 
-void KVFakeQuant::apply_unquantized(int, int, at::Tensor& q, at::Tensor& k, at::Tensor&) const {
-  if (head_hadamard_) {
-    q = head_hadamard_->apply(q);
-    k = head_hadamard_->apply(k);
-  }
+void KVFakeQuant::apply_unquantized(int, int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const {
+  rotate(layer, q, k, v);
 }
 
 KVPackedCodec::KVPackedCodec(const KVQuantSpec& spec, int64_t kv_heads, int64_t head_dim)
@@ -115,11 +165,8 @@ at::Tensor KVFakeQuant::quantize(const at::Tensor& x) const {
   return flat.view({B, S, kv_heads_, head_dim_}).transpose(1, 2);
 }
 
-void KVFakeQuant::apply(int, int, at::Tensor& q, at::Tensor& k, at::Tensor& v) const {
-  if (head_hadamard_) {
-    q = head_hadamard_->apply(q);
-    k = head_hadamard_->apply(k);
-  }
+void KVFakeQuant::apply(int, int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const {
+  rotate(layer, q, k, v);
   if (spec_.bits < 16) {
     k = quantize(k);
     v = quantize(v);

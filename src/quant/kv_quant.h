@@ -9,6 +9,7 @@
 // KVFakeQuant then only rotates; what attention reads back equals the fake-quant K/V bit for bit.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/kv_codes.h"
 #include "model/attention_transform.h"
@@ -17,12 +18,23 @@
 
 namespace loopq::quant {
 
+// Per-layer shaping maps of the KV cache (quant/kv_transform.h), per KV head, applied after RoPE
+// in place of R3's plain Hadamard H: k <- k H T_k and q <- q H T_k⁻ᵀ (so q·kᵀ is unchanged), and
+// v <- v T_v (T_v⁻¹ is folded into o_proj's weight). An empty vector or an undefined entry: none.
+struct KVShaping {
+  std::vector<at::Tensor> k, v;  // [layer] -> fp32 [kv_heads, head_dim, head_dim]
+  bool any() const;
+};
+
 struct KVQuantSpec {
   int bits = 16;           // 16: KV stays full precision
   bool symmetric = false;
   int64_t group_size = 128;
   double clip = 0.95;
   bool rotate_qk = false;  // QuaRot R3: Hadamard over head_dim on q and k (q·kᵀ unchanged)
+  // Shaping maps (--kv-transform); null: none. Behind a pointer so that torch-free code holding
+  // a spec (the quantized-layout checks, the fuzzers) never instantiates a tensor's destructor.
+  std::shared_ptr<const KVShaping> shaping;
   bool active() const { return bits < 16 || rotate_qk; }
 };
 
@@ -65,7 +77,11 @@ class KVFakeQuant final : public AttentionTransform {
 
  private:
   at::Tensor quantize(const at::Tensor& x) const;  // [B, KVH, S, hd]
+  void rotate(int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const;  // R3 or the shaping maps
   KVQuantSpec spec_;
+  // Per layer (undefined: none): k map H T_k and q map H T_k⁻ᵀ [KVH, 1, hd, hd] (q as
+  // [B, KVH, G, S, hd]), v map T_v [KVH, hd, hd].
+  std::vector<at::Tensor> k_map_, q_map_, v_map_;
   int64_t kv_heads_, head_dim_;
   std::shared_ptr<const HadamardTransform> head_hadamard_;
   std::shared_ptr<const KVPackedCodec> codec_;

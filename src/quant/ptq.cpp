@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "util/progress.h"
 #include "quant/act_calibration.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
 #include "quant/input_transform.h"
+#include "quant/kv_transform.h"
 #include "quant/loop_smoothing.h"
 #include "quant/output_affine.h"
 #include "quant/quarot.h"
@@ -105,7 +107,7 @@ LinearParts linear_parts(const LinearPtr& op) {
 
 bool needs_calibration(const QuantConfig& cfg) {
   const Recipe r = recipe_of(cfg);
-  return r.loop_smooth || r.shape_inputs || r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
+  return r.loop_smooth || r.shape_inputs || r.shape_kv || r.smooth || r.gptq || r.select_rotations || r.calibrate_acts || r.fit_affine || r.align_states || r.optimize;
 }
 
 void install_runtime_quantizers(OuroModel& model, const QuantConfig& cfg) {
@@ -165,6 +167,7 @@ Recipe method_recipe(const QuantConfig& cfg) {
 Recipe recipe_of(const QuantConfig& cfg) {
   Recipe r = method_recipe(cfg);
   r.shape_inputs = r.rotate && cfg.transform_request != std::array<bool, 4>{};
+  r.shape_kv = r.rotate && cfg.kv_transform_request != std::array<bool, 2>{} && cfg.kv.bits < 16;
   return r;
 }
 
@@ -198,25 +201,48 @@ PtqReport quantize_model(OuroModel& model, QuantConfig& cfg, const at::Tensor& w
     cfg.kv.rotate_qk = cfg.kv.bits < 16;  // R3 only matters when K is quantized
     log("rotated (QuaRot, seed " + std::to_string(cfg.rotation_seed) + ")");
   }
+  // B's samples, kept for the input transforms: where B keeps every rotation and nothing runs in
+  // between, the model is the one they were drawn from, so a second sampling forward would give
+  // the same rows bit for bit.
+  std::optional<ActivationSampler> rotated_samples;
   if (recipe.select_rotations) {
     timed(run, report, "B: selective rotation", [&] {
-      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
-      RotationChoice choice = select_rotations(model, samples, weight_grid(cfg), cfg.act, recipe.per_loop);
+      rotated_samples.emplace(sample_activations(model, windows, cfg.act_samples, run.batch_size));
+      RotationChoice choice = select_rotations(model, *rotated_samples, weight_grid(cfg), cfg.act, recipe.per_loop);
       cfg.rotate_groups = choice.rotate;
       cfg.rotation_report = choice.report;
     });
     int kept = 0;
     for (const auto& g : cfg.rotate_groups) kept += g[0] + g[1] + g[2] + g[3];
+    if (kept != int(cfg.rotate_groups.size()) * 4 || recipe.shape_kv || !recipe.shape_inputs) rotated_samples.reset();
     log("B kept " + std::to_string(kept) + " of " + std::to_string(cfg.rotate_groups.size() * 4) + " online rotations");
+  }
+  if (recipe.shape_kv) {
+    timed(run, report, std::string("KV transforms (closed form, ") + (recipe.per_loop ? "loop-balanced)" : "pooled)"), [&] {
+      KVTransformChoice choice = shape_kv_transforms(model, windows, cfg.act_samples, run.batch_size, cfg.kv,
+                                                     cfg.kv_transform_request, recipe.per_loop);
+      cfg.kv_transform_layers = choice.layers;
+      cfg.kv_transform_report = choice.report;
+      cfg.kv.shaping = std::make_shared<const KVShaping>(choice.shaping);
+      // The kept v maps are half of an exact pair (o_proj already holds T_v⁻¹): run the maps from
+      // here on, with the cache still in FP until the runtime quantizers are installed.
+      KVQuantSpec maps_only = cfg.kv;
+      maps_only.bits = 16;
+      model.set_attention_transform(std::make_shared<KVFakeQuant>(maps_only, c.num_kv_heads, c.head_dim));
+    });
+    int kept = 0;
+    for (const auto& b : cfg.kv_transform_layers) kept += b[0] + b[1];
+    log("kept " + std::to_string(kept) + " KV transforms");
   }
   if (recipe.shape_inputs) {
     timed(run, report, std::string("input transforms (closed form, ") + (recipe.per_loop ? "loop-balanced)" : "pooled)"), [&] {
-      ActivationSampler samples = sample_activations(model, windows, cfg.act_samples, run.batch_size);
-      TransformChoice choice = shape_input_transforms(model, samples, weight_grid(cfg), cfg.act, cfg.transform_request,
-                                                      recipe.per_loop);
+      if (!rotated_samples) rotated_samples.emplace(sample_activations(model, windows, cfg.act_samples, run.batch_size));
+      TransformChoice choice = shape_input_transforms(model, *rotated_samples, weight_grid(cfg), cfg.act,
+                                                      cfg.transform_request, recipe.per_loop);
       cfg.transform_groups = choice.groups;
       cfg.transform_report = choice.report;
     });
+    rotated_samples.reset();
     int kept = 0;
     for (const auto& g : cfg.transform_groups) kept += g[0] + g[1] + g[2] + g[3];
     log("kept " + std::to_string(kept) + " input transforms");

@@ -30,7 +30,7 @@ struct PtqReport {
 
 // Which passes a method runs (design-notes §1): the static baselines, every LoopQ ablation row
 // and learned-static differ only here, in this order:
-//   loop_smooth (A, opt-in) -> rotate -> select_rotations (B) -> shape_inputs (--input-transform) -> smooth -> quantize weights (RTN | GPTQ | trajectory GPTQ)
+//   loop_smooth (A, opt-in) -> rotate -> select_rotations (B) -> shape_kv (--kv-transform) -> shape_inputs (--input-transform) -> smooth -> quantize weights (RTN | GPTQ | trajectory GPTQ)
 //   -> calibrate_acts
 //   -> fit_affine -> align_states -> optimize (trajectory or layer-local loss)
 // per_loop: the activation parameters, output affines and state alignment get one set per loop
@@ -38,6 +38,7 @@ struct PtqReport {
 struct Recipe {
   bool loop_smooth = false;  // LoopQ A's loop-balanced shared smoothing vector (before rotate)
   bool rotate = false, select_rotations = false, smooth = false, gptq = false;
+  bool shape_kv = false;      // KV-cache shaping transforms (kv_transform.h)
   bool shape_inputs = false;  // input-shaping transforms (input_transform.h), loop-balanced when per_loop
   // GPTQ Hessians from the quantized trajectory: earlier layers run with their activations
   // quantized too, each loop's rows weighted by QuantConfig::gptq_loop_weights (LoopQ D).

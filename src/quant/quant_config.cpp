@@ -129,6 +129,10 @@ void QuantConfig::validate(int64_t hidden, int64_t intermediate, int64_t q_dim, 
     if (!(w >= 0) || !std::isfinite(w)) throw Error("--gptq-loop-weights must be finite and >= 0");
   if (transform_request != std::array<bool, 4>{} && !uses_rotation(method))
     throw Error("--input-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
+  const bool kv_transform = kv_transform_request != std::array<bool, 2>{};
+  if (kv_transform && !uses_rotation(method))
+    throw Error("--kv-transform needs a rotated method (quarot-rtn, quarot-gptq, loopq, learned-static)");
+  if (kv_transform && kv.bits >= 16) throw Error("--kv-transform needs a quantized KV cache (--kv-bits below 16)");
   for (int64_t p : {act_param_sets, out_affine_sets, state_sets})
     if (p < 0 || p > 1024) throw Error("quantization_config: adaptation set count out of range");
 }
@@ -180,6 +184,15 @@ nlohmann::json QuantConfig::to_json() const {
                             {"statistics", method == Method::LoopQ ? "loop_balanced" : "pooled"},
                             {"groups", {"attn_in", "o_in", "mlp_in", "down_in"}}, {"transform", mask},
                             {"measurements", transform_report}};
+  }
+  if (kv_transform_request != std::array<bool, 2>{}) {
+    nlohmann::json req = nlohmann::json::array(), mask = nlohmann::json::array();
+    if (kv_transform_request[0]) req.push_back("k");
+    if (kv_transform_request[1]) req.push_back("v");
+    for (const auto& b : kv_transform_layers) mask.push_back({b[0], b[1]});
+    j["kv_transform"] = {{"requested", req}, {"form", "closed_form_shaping_per_kv_head"},
+                         {"statistics", method == Method::LoopQ ? "loop_balanced" : "pooled"},
+                         {"tensors", {"k", "v"}}, {"transform", mask}, {"measurements", kv_transform_report}};
   }
   if (method == Method::GPTQ || method == Method::QuaRotGPTQ ||
       ((method == Method::LoopQ || method == Method::LearnedStatic) && loopq.gptq_weights))
@@ -275,6 +288,20 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
         c.transform_groups.push_back({row[0].get<bool>(), row[1].get<bool>(), row[2].get<bool>(), row[3].get<bool>()});
       }
       c.transform_report = it.value("measurements", nlohmann::json());
+    }
+    if (j.contains("kv_transform")) {
+      const auto& it = j["kv_transform"];
+      for (const auto& n : it.at("requested")) {
+        if (n == "k") c.kv_transform_request[0] = true;
+        else if (n == "v") c.kv_transform_request[1] = true;
+        else throw Error("kv_transform.requested names an unknown cache tensor");
+      }
+      for (const auto& row : it.at("transform")) {
+        if (!row.is_array() || row.size() != 2 || !row[0].is_boolean() || !row[1].is_boolean())
+          throw Error("kv_transform.transform rows must hold 2 booleans");
+        c.kv_transform_layers.push_back({row[0].get<bool>(), row[1].get<bool>()});
+      }
+      c.kv_transform_report = it.value("measurements", nlohmann::json());
     }
     const auto& kv = j.at("kv_cache");
     c.kv.bits = int_at<int>(kv, "bits", "kv_cache.bits");

@@ -70,6 +70,15 @@ struct QuantConfig {
   std::array<bool, 4> transform_request{};
   std::vector<std::array<bool, 4>> transform_groups;
   nlohmann::json transform_report;
+  // KV-cache shaping transforms (kv_transform.h, --kv-transform k,v): asked for ([k, v]), and per
+  // layer where one was kept; the maps themselves travel in kv.shaping (stored tensors
+  // model.layers.L.self_attn.<k|v>_transform).
+  std::array<bool, 2> kv_transform_request{};
+  std::vector<std::array<bool, 2>> kv_transform_layers;
+  nlohmann::json kv_transform_report;
+  bool kv_transformed(int64_t layer, int tensor) const {
+    return !kv_transform_layers.empty() && kv_transform_layers.at(size_t(layer))[size_t(tensor)];
+  }
   // Leading size P of the stored adaptation tensors (0: none; 1: one set for all loops; T: per loop).
   int64_t act_param_sets = 0;   // static scales or clip ratios per site
   int64_t out_affine_sets = 0;  // output scale / bias per site

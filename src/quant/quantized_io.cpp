@@ -86,6 +86,12 @@ FormatBytes quantized_format_bytes(const LoopLMConfig& c, const QuantConfig& q) 
     for (int g = 0; g < 4; ++g)
       if (own ? q.transform_groups[size_t(l)][size_t(g)] : q.transform_request[size_t(g)])
         b.transform += group_in[g] * group_in[g] * 4;
+  // KV transforms: fp32 [kv_heads, head_dim, head_dim] per kept (layer, k|v).
+  const bool own_kv = int64_t(q.kv_transform_layers.size()) == c.num_layers;
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    for (int k = 0; k < 2; ++k)
+      if (own_kv ? q.kv_transform_layers[size_t(l)][size_t(k)] : q.kv_transform_request[size_t(k)])
+        b.transform += c.num_kv_heads * c.head_dim * c.head_dim * 4;
   b.model += b.transform;
   const int64_t state = q.state_sets * d * 4 * 2;
   b.adaptation += state;
@@ -138,6 +144,14 @@ void save_quantized_model(const OuroModel& model, const QuantConfig& cfg, const 
           throw Error("save_quantized_model: layer " + std::to_string(l) + " " + input_group_name(InputGroup(g)) +
                       " has no input transform");
         o.add(input_transform_name(l, g), q->rotation().dense.to(at::kCPU, at::kFloat), io::DType::F32);
+      }
+      for (int k = 0; k < 2; ++k) {
+        if (!cfg.kv_transformed(l, k)) continue;
+        static const std::vector<at::Tensor> none;
+        const auto& maps = !cfg.kv.shaping ? none : k == 0 ? cfg.kv.shaping->k : cfg.kv.shaping->v;
+        if (size_t(l) >= maps.size() || !maps[size_t(l)].defined())
+          throw Error("save_quantized_model: layer " + std::to_string(l) + " has no KV " + (k == 0 ? "k" : "v") + " transform");
+        o.add(kv_transform_name(l, k), maps[size_t(l)].to(at::kCPU, at::kFloat), io::DType::F32);
       }
       for (int s = 0; s < kNumLayerSites; ++s) {
         const auto* q = dynamic_cast<const QuantLinear*>(L.linear(LinearSite(s)).get());
@@ -290,11 +304,20 @@ OuroModel load_any_model(const std::string& path, const LoadOptions& options, Ke
     return op;
   };
   const int64_t d = c.hidden_size;
-  if (qc.state_sets > 0)
-    lo.extra_loader = [&](OuroWeights& w, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>& take) {
+  lo.extra_loader = [&](OuroWeights& w, const std::function<at::Tensor(const std::string&, const std::vector<int64_t>&)>& take) {
+    if (qc.state_sets > 0) {
       w.state_weight = take(kStateWeight, {qc.state_sets, d});
       w.state_bias = take(kStateBias, {qc.state_sets, d});
-    };
+    }
+    auto shaping = std::make_shared<KVShaping>();
+    for (int64_t l = 0; l < int64_t(qc.kv_transform_layers.size()); ++l)
+      for (int k = 0; k < 2; ++k) {
+        auto& maps = k == 0 ? shaping->k : shaping->v;
+        maps.resize(size_t(c.num_layers));
+        if (qc.kv_transformed(l, k)) maps[size_t(l)] = take(kv_transform_name(l, k), {c.num_kv_heads, c.head_dim, c.head_dim});
+      }
+    qc.kv.shaping = shaping->any() ? shaping : nullptr;
+  };
   OuroModel model = load_model(dir, lo);
   // The per-linear read buffers are freed; hand the heap's free pages back, so what stays
   // resident is the packed model.

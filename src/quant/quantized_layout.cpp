@@ -81,7 +81,12 @@ QuantLayout quant_layout_of(const QuantConfig& qc) {
   q.out_affine_sets = qc.out_affine_sets;
   q.state_sets = qc.state_sets;
   q.transform_groups = qc.transform_groups;
+  q.kv_transform_layers = qc.kv_transform_layers;
   return q;
+}
+
+std::string kv_transform_name(int64_t layer, int tensor) {
+  return "model.layers." + std::to_string(layer) + ".self_attn." + (tensor == 0 ? "k" : "v") + "_transform";
 }
 
 std::string input_transform_name(int64_t layer, int group) {
@@ -113,6 +118,9 @@ void check_quant_config(const std::string& dir, const LoopLMConfig& c, const Qua
   if (!qc.transform_groups.empty() && int64_t(qc.transform_groups.size()) != c.num_layers)
     throw Error(dir + ": quantization_config: input_transform has " + std::to_string(qc.transform_groups.size()) +
                 " layers, the model " + std::to_string(c.num_layers));
+  if (!qc.kv_transform_layers.empty() && int64_t(qc.kv_transform_layers.size()) != c.num_layers)
+    throw Error(dir + ": quantization_config: kv_transform has " + std::to_string(qc.kv_transform_layers.size()) +
+                " layers, the model " + std::to_string(c.num_layers));
   if (qc.act.static_scale && qc.act.enabled() && qc.act_param_sets == 0)
     throw Error(dir + ": quantization_config: static activations but no stored scales (adaptations.act_param_sets is 0)");
 }
@@ -141,6 +149,14 @@ void check_quantized_tensors(const std::string& dir, const LoopLMConfig& c, cons
       if (!q.transform_groups[size_t(l)][size_t(g)]) continue;
       const std::string name = input_transform_name(l, g);
       const io::TensorInfo& t = raw(dir, find, name, io::DType::F32, {group_in[g], group_in[g]});
+      for (size_t i = 0; i < size_t(t.numel()); ++i)
+        if (!std::isfinite(f32_at(t, i))) throw Error(dir + ": " + name + " holds NaN or Inf");
+    }
+  for (int64_t l = 0; l < std::min(c.num_layers, int64_t(q.kv_transform_layers.size())); ++l)
+    for (int k = 0; k < 2; ++k) {
+      if (!q.kv_transform_layers[size_t(l)][size_t(k)]) continue;
+      const std::string name = kv_transform_name(l, k);
+      const io::TensorInfo& t = raw(dir, find, name, io::DType::F32, {c.num_kv_heads, c.head_dim, c.head_dim});
       for (size_t i = 0; i < size_t(t.numel()); ++i)
         if (!std::isfinite(f32_at(t, i))) throw Error(dir + ": " + name + " holds NaN or Inf");
     }

@@ -25,7 +25,10 @@ struct QuantLayout {
   bool act_static_scale = false;
   int64_t act_param_sets = 0, out_affine_sets = 0, state_sets = 0;
   std::vector<std::array<bool, 4>> transform_groups;  // [layer][group]: an input_transform is stored
+  std::vector<std::array<bool, 2>> kv_transform_layers;  // [layer][k, v]: a KV transform is stored
 };
+// The stored name of a layer's KV-cache transform (tensor 0: k, 1: v).
+std::string kv_transform_name(int64_t layer, int tensor);
 // The stored name of the input transform of `group` (0..3: attn_in, o_in, mlp_in, down_in).
 std::string input_transform_name(int64_t layer, int group);
 QuantLayout quant_layout_of(const QuantConfig& qc);

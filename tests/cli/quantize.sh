@@ -102,6 +102,38 @@ b[off:off + 4] = struct.pack('<f', float('nan'))
 open(p, 'wb').write(b)
 PY
 expect_error transform-nan --match "input_transform holds NaN or Inf" eval ppl --model "$tmp/l-tr-bad" --file "$tmp/test.txt" --seqlen 64
+# KV-cache transforms: stored, counted by inspect, the same perplexity on both paths (the packed
+# cache stores the mapped K/V codes), and refused without a quantized cache or with a bad name.
+expect_ok kv-transform quantize --model "$tmp/m" --method quarot-gptq --a-bits 4 --kv-bits 4 --kv-group-size 16 \
+  --kv-transform k,v "${calib[@]}" -o "$tmp/q-kvt"
+expect_ok kv-transform-inspect inspect "$tmp/q-kvt" --json "$tmp/insp-kvt.json"
+check kv-transform-bytes python3 -c "
+import json,sys; r=json.load(open(sys.argv[1])); c=json.load(open(sys.argv[2]))['quantization_config']['kv_transform']
+kept=sum(sum(row) for row in c['transform'])
+assert kept > 0 and r['transform_bytes'] > 0 and c['statistics']=='pooled', (r, c)" "$tmp/insp-kvt.json" "$tmp/q-kvt/config.json"
+for k in packed reference; do
+  expect_ok "kv-transform-eval-$k" eval ppl --model "$tmp/q-kvt" --file "$tmp/test.txt" --seqlen 64 --kernels "$k" --json "$tmp/kvt-$k.json"
+done
+check kv-transform-kernels-agree python3 -c "import json,sys; a,b=(json.load(open(f))['ppl'] for f in sys.argv[1:]); assert a == b, (a,b)" \
+  "$tmp/kvt-packed.json" "$tmp/kvt-reference.json"
+expect_error kv-transform-fp-cache --match "--kv-transform needs a quantized KV cache" quantize --model "$tmp/m" \
+  --method quarot-gptq --a-bits 4 --kv-transform k "${calib[@]}" -o "$tmp/x"
+expect_error kv-transform-unknown --match "--kv-transform: unknown cache tensor 'q'" quantize --model "$tmp/m" \
+  --method quarot-gptq --a-bits 4 --kv-bits 4 --kv-group-size 16 --kv-transform k,q "${calib[@]}" -o "$tmp/x"
+# A singular key transform in a saved model (its query map needs the inverse): a one-line error.
+cp -r "$tmp/q-kvt" "$tmp/q-kvt-bad"
+python3 - "$tmp/q-kvt-bad/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k.endswith('.k_transform'))
+lo, hi = h[name]['data_offsets']
+b[8 + n + lo:8 + n + hi] = bytes(hi - lo)
+open(p, 'wb').write(b)
+PY
+expect_error kv-transform-singular --match "k transform of layer" eval ppl --model "$tmp/q-kvt-bad" --file "$tmp/test.txt" --seqlen 64
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"
 expect_ok loopq-opt-weights quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --opt-weights \

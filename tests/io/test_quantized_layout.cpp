@@ -87,6 +87,9 @@ Ckpt valid(const QuantLayout& q) {
   for (size_t l = 0; l < q.transform_groups.size(); ++l)
     for (int g = 0; g < 4; ++g)
       if (q.transform_groups[l][size_t(g)]) k.put_f32(loopq::quant::input_transform_name(int64_t(l), g), {8, 8}, 0.125f);
+  for (size_t l = 0; l < q.kv_transform_layers.size(); ++l)
+    for (int t = 0; t < 2; ++t)
+      if (q.kv_transform_layers[l][size_t(t)]) k.put_f32(loopq::quant::kv_transform_name(int64_t(l), t), {2, 4, 4}, 0.25f);
   if (q.state_sets > 0) {
     k.put_f32("model.loop_state.weight", {q.state_sets, 8}, 1.f);
     k.put_f32("model.loop_state.bias", {q.state_sets, 8}, 0.f);
@@ -260,4 +263,44 @@ TEST(QuantizedLayout, InputTransforms) {
   qc.method = loopq::quant::Method::GPTQ;
   qc.transform_groups = {{true, false, false, false}};
   expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "--input-transform needs a rotated method");
+}
+
+TEST(QuantizedLayout, KVTransforms) {
+  QuantLayout q = layout(4, true);
+  q.kv_transform_layers = {{true, true}};
+  EXPECT_NO_THROW(check(valid(q), q));
+  Ckpt k = valid(q);
+  k.info.erase("model.layers.0.self_attn.k_transform");
+  expect_error([&] { check(k, q); }, "d: missing tensor 'model.layers.0.self_attn.k_transform'");
+  k = valid(q);
+  k.info["model.layers.0.self_attn.v_transform"].shape = {2, 4, 2};
+  expect_error([&] { check(k, q); }, "self_attn.v_transform' has shape [2, 4, 2], expected [2, 4, 4]");
+  k = valid(q);
+  k.info["model.layers.0.self_attn.k_transform"].dtype = DType::F16;
+  expect_error([&] { check(k, q); }, "self_attn.k_transform' has dtype F16, expected F32");
+  for (float bad : {NAN, INFINITY}) {
+    k = valid(q);
+    k.set_f32("model.layers.0.self_attn.v_transform", 5, bad);
+    expect_error([&] { check(k, q); }, "d: model.layers.0.self_attn.v_transform holds NaN or Inf");
+  }
+  // The config's per-layer mask must match the model and name known tensors; a cache in FP has
+  // nothing to shape.
+  loopq::quant::QuantConfig qc;
+  qc.method = loopq::quant::Method::QuaRotGPTQ;
+  qc.kv.bits = 4;
+  qc.kv.group_size = 8;
+  qc.kv_transform_request = {true, false};
+  qc.kv_transform_layers = {{true, false}, {false, false}};
+  expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "kv_transform has 2 layers, the model 1");
+  qc.kv_transform_layers = {{true, false}};
+  const std::string text = "{\"quantization_config\": " + qc.to_json().dump() + "}";
+  loopq::quant::QuantConfig back;
+  ASSERT_TRUE(loopq::quant::parse_quant_config_text(text, "c.json", back));
+  EXPECT_EQ(back.kv_transform_request, qc.kv_transform_request);
+  EXPECT_EQ(back.kv_transform_layers, qc.kv_transform_layers);
+  std::string bad = text;
+  bad.replace(bad.find("\"requested\":[\"k\"]"), 17, "\"requested\":[\"q\"]");
+  expect_error([&] { loopq::quant::parse_quant_config_text(bad, "c.json", back); }, "unknown cache tensor");
+  qc.kv.bits = 16;
+  expect_error([&] { loopq::quant::check_quant_config("d", mini(), qc); }, "--kv-transform needs a quantized KV cache");
 }
