@@ -71,6 +71,21 @@ assert g['trajectory'] and g['target']=='fp_outputs', g" "$tmp/l-fpt/config.json
 check loopq-default-target-recorded python3 -c "
 import json,sys; g=json.load(open(sys.argv[1]))['quantization_config']['gptq']
 assert g['target']=='inputs', g" "$tmp/l-static/config.json"
+# corrupt_tensor FILE SUFFIX nan|zero: the first tensor whose name ends in SUFFIX gets a NaN as
+# its first value, or all zero bytes.
+corrupt_tensor() {
+  python3 - "$@" <<'PY'
+import json, struct, sys
+p, suffix, how = sys.argv[1:4]
+b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k.endswith(suffix))
+lo, hi = (8 + n + o for o in h[name]['data_offsets'])
+b[lo:hi] = bytes(hi - lo) if how == 'zero' else struct.pack('<f', float('nan')) + b[lo + 4:hi]
+open(p, 'wb').write(b)
+PY
+}
 # Input-shaping transforms: stored, reported by inspect, and the same perplexity on both paths.
 expect_ok loopq-transform quantize --model "$tmp/m" --method loopq --a-bits 4 "${opt[@]}" --input-transform attn,o,mlp,down \
   "${calib[@]}" -o "$tmp/l-tr"
@@ -90,17 +105,7 @@ expect_error transform-unrotated --match "--input-transform needs a rotated meth
   --method gptq --a-bits 4 --input-transform attn "${calib[@]}" -o "$tmp/x"
 # A corrupt transform tensor in a saved model is a one-line load error.
 cp -r "$tmp/l-tr" "$tmp/l-tr-bad"
-python3 - "$tmp/l-tr-bad/model.safetensors" <<'PY'
-import json, struct, sys
-p = sys.argv[1]
-b = bytearray(open(p, 'rb').read())
-n = struct.unpack('<Q', b[:8])[0]
-h = json.loads(b[8:8 + n])
-name = next(k for k in h if k.endswith('.input_transform'))
-off = 8 + n + h[name]['data_offsets'][0]
-b[off:off + 4] = struct.pack('<f', float('nan'))
-open(p, 'wb').write(b)
-PY
+corrupt_tensor "$tmp/l-tr-bad/model.safetensors" .input_transform nan
 expect_error transform-nan --match "input_transform holds NaN or Inf" eval ppl --model "$tmp/l-tr-bad" --file "$tmp/test.txt" --seqlen 64
 # KV-cache transforms: stored, counted by inspect, the same perplexity on both paths (the packed
 # cache stores the mapped K/V codes), and refused without a quantized cache or with a bad name.
@@ -122,17 +127,7 @@ expect_error kv-transform-unknown --match "--kv-transform: unknown cache tensor 
   --method quarot-gptq --a-bits 4 --kv-bits 4 --kv-group-size 16 --kv-transform k,q "${calib[@]}" -o "$tmp/x"
 # A singular key transform in a saved model (its query map needs the inverse): a one-line error.
 cp -r "$tmp/q-kvt" "$tmp/q-kvt-bad"
-python3 - "$tmp/q-kvt-bad/model.safetensors" <<'PY'
-import json, struct, sys
-p = sys.argv[1]
-b = bytearray(open(p, 'rb').read())
-n = struct.unpack('<Q', b[:8])[0]
-h = json.loads(b[8:8 + n])
-name = next(k for k in h if k.endswith('.k_transform'))
-lo, hi = h[name]['data_offsets']
-b[8 + n + lo:8 + n + hi] = bytes(hi - lo)
-open(p, 'wb').write(b)
-PY
+corrupt_tensor "$tmp/q-kvt-bad/model.safetensors" .k_transform zero
 expect_error kv-transform-singular --match "k transform of layer" eval ppl --model "$tmp/q-kvt-bad" --file "$tmp/test.txt" --seqlen 64
 expect_ok learned-static quantize --model "$tmp/m" --method learned-static --a-bits 4 --act-mode static "${opt[@]}" \
   "${calib[@]}" -o "$tmp/ls"

@@ -6,6 +6,7 @@
 #include "model/model_io.h"
 #include "util/error.h"
 #include "model/ouro_model.h"
+#include "quant/ptq.h"
 
 namespace loopq::testing {
 
@@ -28,6 +29,14 @@ inline LoopLMConfig tiny_config(int64_t kv_heads = 2, int64_t loops = 4) {
 // spreads probability over loops.
 inline OuroModel tiny_model(uint64_t seed = 1, int64_t kv_heads = 2) {
   return random_model(tiny_config(kv_heads), seed, /*init_std=*/0.2, /*random_norms=*/true);
+}
+
+// Quantization runs without a progress bar, 4 windows per batch.
+inline quant::PtqRunOptions quiet() {
+  quant::PtqRunOptions run;
+  run.progress = false;
+  run.batch_size = 4;
+  return run;
 }
 
 // Seeded random token ids [batch, seq] inside tiny_config()'s vocabulary.

@@ -20,6 +20,7 @@
 namespace fs = std::filesystem;
 using namespace loopq;
 using namespace loopq::quant;
+using loopq::testing::quiet;
 using loopq::testing::tiny_model;
 
 namespace {
@@ -41,13 +42,6 @@ at::Tensor sqrtm(const at::Tensor& S) {
   at::Tensor e, V;
   std::tie(e, V) = at::linalg_eigh(S);
   return at::matmul(V * e.clamp_min(0).sqrt().unsqueeze(0), V.t());
-}
-
-PtqRunOptions quiet() {
-  PtqRunOptions run;
-  run.progress = false;
-  run.batch_size = 4;
-  return run;
 }
 
 fs::path temp_dir(const std::string& name) {

@@ -20,16 +20,10 @@
 namespace fs = std::filesystem;
 using namespace loopq;
 using namespace loopq::quant;
+using loopq::testing::quiet;
 using loopq::testing::tiny_model;
 
 namespace {
-
-PtqRunOptions quiet() {
-  PtqRunOptions run;
-  run.progress = false;
-  run.batch_size = 4;
-  return run;
-}
 
 at::Tensor random_maps(int64_t heads, int64_t hd, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);

@@ -28,19 +28,13 @@
 namespace fs = std::filesystem;
 using namespace loopq;
 using namespace loopq::quant;
+using loopq::testing::quiet;
 using loopq::testing::tiny_model;
 
 namespace {
 
 at::Tensor ids_of(int64_t batch, int64_t seq, uint64_t seed) { return loopq::testing::random_ids(batch, seq, seed); }
 at::Tensor all_logits(const OuroModel& m, const at::Tensor& ids) { return loopq::testing::stacked_loop_logits(m, ids); }
-
-PtqRunOptions quiet() {
-  PtqRunOptions run;
-  run.progress = false;
-  run.batch_size = 4;
-  return run;
-}
 
 QuantConfig loopq_config(const std::string& components, bool static_acts, int a_bits = 4) {
   QuantConfig cfg;

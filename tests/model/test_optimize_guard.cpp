@@ -24,16 +24,10 @@ namespace fs = std::filesystem;
 using namespace loopq;
 using namespace loopq::quant;
 using loopq::testing::random_ids;
+using loopq::testing::quiet;
 using loopq::testing::tiny_model;
 
 namespace {
-
-PtqRunOptions quiet() {
-  PtqRunOptions run;
-  run.progress = false;
-  run.batch_size = 4;
-  return run;
-}
 
 // learned-static (layer-local loss) or LoopQ ABCD (trajectory loss), W4A4 dynamic, a short run.
 // The guard's windows as QuantConfig carries them: plain ids, row after row.
