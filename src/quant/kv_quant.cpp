@@ -39,7 +39,7 @@ KVFakeQuant::KVFakeQuant(const KVQuantSpec& spec, int64_t kv_heads, int64_t head
     const at::Tensor Tinv_t = inv.transpose(1, 2);
     if (info.ne(0).any().item<bool>() || !at::isfinite(Tinv_t).all().item<bool>())
       throw Error("KV k transform of layer " + std::to_string(l) + " is singular");
-    k_map_[l] = at::matmul(H, T).to(at::kFloat).unsqueeze(1).contiguous();
+    k_map_[l] = at::matmul(H, T).to(at::kFloat).contiguous();
     q_map_[l] = at::matmul(H, Tinv_t).to(at::kFloat).unsqueeze(1).contiguous();
   }
   for (size_t l = 0; l < shaping.v.size(); ++l) {
@@ -60,8 +60,7 @@ void KVFakeQuant::rotate(int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v)
   const size_t l = size_t(layer);
   if (l < k_map_.size() && k_map_[l].defined()) {
     const int64_t B = q.size(0), H = q.size(1), S = q.size(2), hd = q.size(3);
-    const at::Tensor& km = k_map_[l];
-    k = at::matmul(k, km.squeeze(1).to(k.device()));
+    k = at::matmul(k, k_map_[l].to(k.device()));
     q = at::matmul(q.reshape({B, kv_heads_, H / kv_heads_, S, hd}), q_map_[l].to(q.device())).reshape({B, H, S, hd});
   } else if (head_hadamard_) {
     q = head_hadamard_->apply(q);

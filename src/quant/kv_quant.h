@@ -79,8 +79,8 @@ class KVFakeQuant final : public AttentionTransform {
   at::Tensor quantize(const at::Tensor& x) const;  // [B, KVH, S, hd]
   void rotate(int layer, at::Tensor& q, at::Tensor& k, at::Tensor& v) const;  // R3 or the shaping maps
   KVQuantSpec spec_;
-  // Per layer (undefined: none): k map H T_k and q map H T_k⁻ᵀ [KVH, 1, hd, hd] (q as
-  // [B, KVH, G, S, hd]), v map T_v [KVH, hd, hd].
+  // Per layer (undefined: none): k map H T_k [KVH, hd, hd], q map H T_k⁻ᵀ [KVH, 1, hd, hd]
+  // (q viewed as [B, KVH, G, S, hd]), v map T_v [KVH, hd, hd].
   std::vector<at::Tensor> k_map_, q_map_, v_map_;
   int64_t kv_heads_, head_dim_;
   std::shared_ptr<const HadamardTransform> head_hadamard_;

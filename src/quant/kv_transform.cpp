@@ -106,7 +106,8 @@ KVTransformChoice shape_kv_transforms(OuroModel& model, const at::Tensor& window
   const auto& c = model.config();
   const int64_t T = c.total_ut_steps, nl = c.num_layers, KVH = c.num_kv_heads, hd = c.head_dim;
   const int64_t Gq = c.num_heads / KVH;
-  // Sample: the model's own forward (its KV quantizer included), rows spread over every window.
+  // Sample: the model's own forward with its current attention transform (none during
+  // quantization: the cache is still FP there), rows spread over every window.
   const int64_t n = windows.size(0), calls = (n + batch_size - 1) / batch_size;
   auto sampler = std::make_shared<AttentionSampler>(model.attention_transform(), T, nl,
                                                     std::max<int64_t>(1, (rows_per_site + calls - 1) / calls));

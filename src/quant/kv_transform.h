@@ -26,8 +26,8 @@ struct KVTransformChoice {
   nlohmann::json report;                    // per layer and tensor: predicted noise ratio, per-loop errors
 };
 
-// Samples q, k and v (after RoPE) of `windows` through `model` as it runs (its KV quantizer
-// included), then for every layer and requested tensor ([k, v]) computes T, per loop balanced by
+// Samples q, k and v (after RoPE) of `windows` through `model` with its current attention
+// transform, then for every layer and requested tensor ([k, v]) computes T, per loop balanced by
 // that loop's error energy when `loop_balanced` (LoopQ), else pooled. A layer keeps a map only if
 // the mean over loops of its measured relative error (the KV quantizer `kv`: logits for k, the
 // o_proj output for v) falls. Kept v maps fold their inverse into o_proj, which must still be
