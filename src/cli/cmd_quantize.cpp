@@ -101,38 +101,34 @@ const char* kQuantizeHelp =
     "Calibration: --nsamples windows of --seqlen tokens (default min(2048, context)) at seeded random\n"
     "offsets of --calib (use the train split). OUT is written atomically and must not exist.\n";
 
-// "attn,o,mlp,down" (any subset, in any order) or "none".
-std::array<bool, 4> parse_transform_groups(const std::string& list) {
-  std::array<bool, 4> on{};
+// A comma list of `names` (any subset, any order) or "none": which names are on. An unknown item
+// is an error naming `flag`, what an item is (`kind`) and the accepted names.
+template <size_t N>
+std::array<bool, N> parse_name_list(const std::string& list, const char* const (&names)[N], const char* flag,
+                                    const char* kind, const char* expected) {
+  std::array<bool, N> on{};
   if (list == "none") return on;
-  const char* names[] = {"attn", "o", "mlp", "down"};
   size_t start = 0;
   while (start <= list.size()) {
     const size_t end = std::min(list.find(',', start), list.size());
     const std::string item = list.substr(start, end - start);
     const auto pos = std::find(std::begin(names), std::end(names), item);
     if (pos == std::end(names))
-      throw Error("--input-transform: unknown input group '" + item + "' (expected attn, o, mlp, down or none)");
+      throw Error(std::string(flag) + ": unknown " + kind + " '" + item + "' (expected " + expected + ")");
     on[size_t(pos - std::begin(names))] = true;
     start = end + 1;
   }
   return on;
 }
 
-// "k", "v", "k,v" (either order) or "none".
+std::array<bool, 4> parse_transform_groups(const std::string& list) {
+  static const char* const names[] = {"attn", "o", "mlp", "down"};
+  return parse_name_list(list, names, "--input-transform", "input group", "attn, o, mlp, down or none");
+}
+
 std::array<bool, 2> parse_kv_transform(const std::string& list) {
-  std::array<bool, 2> on{};
-  if (list == "none") return on;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t end = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, end - start);
-    if (item == "k") on[0] = true;
-    else if (item == "v") on[1] = true;
-    else throw Error("--kv-transform: unknown cache tensor '" + item + "' (expected k, v or none)");
-    start = end + 1;
-  }
-  return on;
+  static const char* const names[] = {"k", "v"};
+  return parse_name_list(list, names, "--kv-transform", "cache tensor", "k, v or none");
 }
 
 }  // namespace
